@@ -1,0 +1,13 @@
+"""Errors a user can cause: the CLI prints them as one line and exits 2 (no traceback)."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (a missing run, a bad flag, a malformed file).
+
+    The message must be one line naming the file (and line/key where known) and what is wrong,
+    e.g. ``rules/my.yaml:12:5: unknown detector 'spik'``.
+    """
+
+    exit_code = 2

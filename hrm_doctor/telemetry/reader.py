@@ -1,0 +1,512 @@
+"""`RunReader`: a run directory read back as one timeline, whole (`scalars`) or incrementally (`poll`).
+
+The reader keeps a byte offset per segment file and decodes only bytes it has not seen, so a
+`poll` costs a directory listing and a `stat` per segment when nothing changed. It never raises
+on a run that is being written or was cut off by a crash: an incomplete or corrupt frame ends
+what is readable of that segment (for now: a growing file is read again from that offset).
+When a rank resumes or is rolled back, rows of its earlier sessions from the branch step on are
+superseded: readers show each (rank, step) once, with its newest values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hrm_doctor._io import read_json
+from hrm_doctor.errors import UserError
+from hrm_doctor.telemetry import schema
+
+_AGGREGATES = ("mean", "median", "min", "max", "sum", "std")
+
+
+@dataclass(slots=True)
+class _Block:
+    """Scalar rows of one key set, decoded from one frame."""
+
+    rank: int
+    session: int
+    steps: np.ndarray  # int64 [n]
+    times: np.ndarray  # float64 [n]
+    keys: tuple[str, ...]
+    values: np.ndarray  # float32 [n, k]
+
+
+@dataclass(slots=True)
+class _TensorBlock:
+    rank: int
+    session: int
+    name: str
+    steps: np.ndarray
+    arrays: list[np.ndarray]
+
+
+@dataclass(slots=True)
+class _Session:
+    rank: int
+    session: int
+    header: dict[str, Any] = field(default_factory=dict)
+    end: dict[str, Any] | None = None
+    first_step: int | None = None
+    last_step: int | None = None
+    last_time: float | None = None
+
+    @property
+    def branch_step(self) -> int | None:
+        """The step from which this session supersedes the rank's earlier sessions."""
+        candidates = [
+            s for s in (self.header.get("resume_from_step"), self.first_step) if s is not None
+        ]
+        return min(candidates) if candidates else None
+
+
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    rank: int
+    session: int
+    part: int
+    offset: int = 0
+    size_seen: int = -1
+    keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    tensors: dict[int, str] = field(default_factory=dict)
+    bad_at: int | None = None  # offset of a frame that is complete on disk but fails to decode
+
+
+class RunReader:
+    """Read a run directory written by `RunWriter` (by any number of ranks and sessions)."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.exists():
+            raise UserError(f"{self.run_dir}: no such run directory")
+        if not self.run_dir.is_dir():
+            raise UserError(f"{self.run_dir}: not a directory")
+        self._tdir = self.run_dir / schema.TELEMETRY_DIR
+        if not self._tdir.is_dir() and not (self.run_dir / schema.META_FILE).exists():
+            raise UserError(f"{self.run_dir}: not a run directory (no telemetry/ or meta.json)")
+        self._segments: dict[str, _Segment] = {}
+        self._sessions: dict[tuple[int, int], _Session] = {}
+        self._blocks: list[_Block] = []
+        self._tensor_blocks: list[_TensorBlock] = []
+        self._polled_blocks = 0
+        self._returned_max: dict[int, int] = {}  # rank -> largest step returned by poll
+        self._polled_sessions: dict[int, int] = {}  # rank -> newest session poll has seen
+
+    # ---- reading bytes ------------------------------------------------------------------------
+
+    def _refresh(self) -> bool:
+        """Decode whatever is new on disk. Returns True when anything new was decoded."""
+        try:
+            names = sorted(os.listdir(self._tdir))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        grew = False
+        for name in names:
+            seg = self._segments.get(name)
+            if seg is None:
+                m = schema.SEGMENT_RE.match(name)
+                if not m:
+                    continue
+                rank, session, part = (int(g) for g in m.groups())
+                seg = self._segments[name] = _Segment(self._tdir / name, rank, session, part)
+            grew |= self._read_segment(seg)
+        return grew
+
+    def _read_segment(self, seg: _Segment) -> bool:
+        try:
+            size = os.stat(seg.path).st_size
+        except FileNotFoundError:
+            return False
+        if size == seg.size_seen or size <= seg.offset:
+            return False
+        seg.size_seen = size
+        try:
+            with open(seg.path, "rb") as f:
+                f.seek(seg.offset)
+                buf = f.read(size - seg.offset)
+        except OSError:
+            return False
+        before = len(self._blocks) + len(self._tensor_blocks)
+        end = 0
+        try:
+            for frame in schema.decode_frames(buf):
+                self._apply_frame(seg, frame)
+                end = frame.end
+        except Exception:  # a frame that passed its CRC but does not decode: stop here
+            seg.bad_at = seg.offset + end
+        seg.offset += end
+        return len(self._blocks) + len(self._tensor_blocks) > before
+
+    def _apply_frame(self, seg: _Segment, frame: schema.Frame) -> None:
+        sess = self._sessions.get((seg.rank, seg.session))
+        if sess is None:
+            sess = self._sessions[(seg.rank, seg.session)] = _Session(seg.rank, seg.session)
+        kind = frame.kind
+        if kind == schema.KIND_SCALARS:
+            widths = {k: len(v) for k, v in seg.keys.items()}
+            kid, steps, times, values = schema.decode_scalars(frame.payload, widths)
+            if len(steps):
+                self._blocks.append(
+                    _Block(seg.rank, seg.session, steps, times, seg.keys[kid], values)
+                )
+                self._note_steps(sess, steps, times)
+        elif kind == schema.KIND_TENSOR:
+            tid, steps, arrays = schema.decode_tensor(frame.payload)
+            if len(steps):
+                self._tensor_blocks.append(
+                    _TensorBlock(seg.rank, seg.session, seg.tensors[tid], steps, arrays)
+                )
+                self._note_steps(sess, steps, None)
+        elif kind == schema.KIND_KEYS:
+            obj = schema.decode_json(frame.payload)
+            if "names" in obj:
+                seg.keys[int(obj["id"])] = tuple(obj["names"])
+            else:
+                seg.tensors[int(obj["id"])] = str(obj["tensor"])
+        elif kind == schema.KIND_HEADER:
+            sess.header = schema.decode_json(frame.payload)
+        elif kind == schema.KIND_END:
+            sess.end = schema.decode_json(frame.payload)
+
+    @staticmethod
+    def _note_steps(sess: _Session, steps: np.ndarray, times: np.ndarray | None) -> None:
+        lo, hi = int(steps.min()), int(steps.max())
+        sess.first_step = lo if sess.first_step is None else min(sess.first_step, lo)
+        sess.last_step = hi if sess.last_step is None else max(sess.last_step, hi)
+        if times is not None and len(times):
+            t = float(times[-1])
+            sess.last_time = t if sess.last_time is None else max(sess.last_time, t)
+
+    def _cutoffs(self) -> dict[tuple[int, int], int]:
+        """(rank, session) -> first step superseded by a later session of the same rank."""
+        cut: dict[tuple[int, int], int] = {}
+        by_rank: dict[int, list[_Session]] = {}
+        for s in self._sessions.values():
+            by_rank.setdefault(s.rank, []).append(s)
+        for sessions in by_rank.values():
+            sessions.sort(key=lambda s: s.session)
+            limit: int | None = None
+            for s in reversed(sessions):
+                if limit is not None:
+                    cut[(s.rank, s.session)] = limit
+                b = s.branch_step
+                if b is not None:
+                    limit = b if limit is None else min(limit, b)
+        return cut
+
+    # ---- the public API -----------------------------------------------------------------------
+
+    def scalars(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        with_mask: bool = False,
+        with_time: bool = False,
+        aggregate: str | None = None,
+    ):
+        """Every scalar row: columns ``step``, ``rank``, then one float32 column per metric.
+
+        Sorted by (step, rank); NaN where a metric was not logged at that row (or was logged as
+        NaN: pass ``with_mask=True`` to also get a bool array, True where it was logged).
+        `metrics` selects columns by name or glob (``grad/norm/H.*``). ``with_time`` adds a
+        ``time`` column (unix seconds of the `log` call). ``aggregate`` ("mean", "max", ...)
+        reduces across ranks per step and drops the ``rank`` column.
+        """
+        self._refresh()
+        return self._frame(self._blocks, metrics, with_mask, with_time, aggregate)
+
+    def poll(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        with_mask: bool = False,
+        with_time: bool = False,
+    ):
+        """Only the rows that are new since the previous `poll` (an empty frame when none).
+
+        After a resume or rollback, rows for steps returned before can come again with their
+        new values; ``df.attrs["rollback"]`` then maps each such rank to the branch step.
+        """
+        self._refresh()
+        new = self._blocks[self._polled_blocks :]
+        self._polled_blocks = len(self._blocks)
+        rollback: dict[int, int] = {}
+        for (rank, session), sess in self._sessions.items():
+            seen = self._polled_sessions.get(rank)
+            if seen is not None and session > seen:
+                b = sess.branch_step
+                returned = self._returned_max.get(rank)
+                if b is not None and returned is not None and b <= returned:
+                    rollback[rank] = min(b, rollback.get(rank, b))
+        for (rank, session), sess in self._sessions.items():
+            if sess.first_step is not None:
+                self._polled_sessions[rank] = max(session, self._polled_sessions.get(rank, session))
+        result = self._frame(new, metrics, with_mask, with_time, None)
+        df = result[0] if with_mask else result
+        if len(df):
+            for rank, hi in df.groupby("rank", sort=False)["step"].max().items():
+                self._returned_max[int(rank)] = max(int(hi), self._returned_max.get(int(rank), -1))
+        for rank, b in rollback.items():
+            self._returned_max[rank] = min(self._returned_max.get(rank, b), b - 1)
+        if rollback:
+            df.attrs["rollback"] = rollback
+        return result
+
+    def _frame(self, blocks, metrics, with_mask, with_time, aggregate):
+        cut = self._cutoffs()
+        parts: list[tuple[_Block, np.ndarray | None]] = []
+        for b in blocks:
+            c = cut.get((b.rank, b.session))
+            m = None
+            if c is not None and b.steps[-1] >= c:
+                m = b.steps < c
+                if not m.any():
+                    continue
+            parts.append((b, m))
+
+        columns: dict[str, int] = {}
+        for b, _ in parts:
+            for k in b.keys:
+                if k not in columns:
+                    columns[k] = len(columns)
+        if metrics is not None:
+            columns = {n: i for i, n in enumerate(_select(columns, metrics))}
+        names = list(columns)
+
+        n_rows = sum(len(b.steps) if m is None else int(m.sum()) for b, m in parts)
+        steps = np.empty(n_rows, np.int64)
+        ranks = np.empty(n_rows, np.int64)
+        times = np.empty(n_rows, np.float64)
+        keysets = {b.keys for b, _ in parts}
+        simple = len(keysets) == 1 and next(iter(keysets)) == tuple(names)
+        if simple:
+            values = np.concatenate([b.values if m is None else b.values[m] for b, m in parts])
+            logged = None
+        else:
+            values = np.full((n_rows, len(names)), np.nan, np.float32)
+            logged = np.zeros((n_rows, len(names)), bool)
+        pos = 0
+        for b, m in parts:
+            s = b.steps if m is None else b.steps[m]
+            n = len(s)
+            steps[pos : pos + n] = s
+            ranks[pos : pos + n] = b.rank
+            times[pos : pos + n] = b.times if m is None else b.times[m]
+            if not simple:
+                src = [i for i, k in enumerate(b.keys) if k in columns]
+                dst = [columns[b.keys[i]] for i in src]
+                if dst:
+                    v = b.values if m is None else b.values[m]
+                    values[pos : pos + n, dst] = v[:, src]
+                    logged[pos : pos + n, dst] = True
+            pos += n
+
+        order = None
+        if n_rows > 1:
+            ds = np.diff(steps)
+            if not ((ds > 0).all() or ((ds == 0) & (np.diff(ranks) > 0) | (ds > 0)).all()):
+                order = np.lexsort((ranks, steps))  # stable: arrival order kept for equal keys
+        if order is not None:
+            steps, ranks, times, values = steps[order], ranks[order], times[order], values[order]
+            if logged is not None:
+                logged = logged[order]
+            dup = (np.diff(steps) == 0) & (np.diff(ranks) == 0)
+            if dup.any():
+                if logged is None:
+                    logged = np.ones(values.shape, bool)
+                steps, ranks, times, values, logged = _merge_duplicates(
+                    dup, steps, ranks, times, values, logged
+                )
+
+        df = pd.DataFrame(values, columns=names, copy=False)
+        if with_time:
+            df.insert(0, "time", times)
+        df.insert(0, "rank", ranks)
+        df.insert(0, "step", steps)
+        if aggregate is not None:
+            if aggregate not in _AGGREGATES:
+                raise ValueError(f"aggregate {aggregate!r}: use one of {', '.join(_AGGREGATES)}")
+            df = df.drop(columns="rank").groupby("step", as_index=False, sort=True).agg(aggregate)
+            return df
+        if with_mask:
+            if logged is None:
+                logged = np.ones(values.shape, bool)
+            return df, logged
+        return df
+
+    def tensors(self, name: str) -> pd.DataFrame:
+        """The 1-D arrays logged under `name`: columns ``step``, ``rank``, ``values``."""
+        self._refresh()
+        cut = self._cutoffs()
+        rows: list[tuple[int, int, np.ndarray]] = []
+        for b in self._tensor_blocks:
+            if b.name != name:
+                continue
+            c = cut.get((b.rank, b.session))
+            for s, a in zip(b.steps.tolist(), b.arrays, strict=True):
+                if c is None or s < c:
+                    rows.append((s, b.rank, a))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        out: dict[tuple[int, int], np.ndarray] = {}
+        for s, r, a in rows:
+            out[(s, r)] = a  # the newest of duplicates wins
+        return pd.DataFrame(
+            {
+                "step": np.array([k[0] for k in out], dtype=np.int64),
+                "rank": np.array([k[1] for k in out], dtype=np.int64),
+                "values": list(out.values()),
+            }
+        )
+
+    @property
+    def metrics(self) -> list[str]:
+        """Scalar metric names, in order of first appearance."""
+        self._refresh()
+        seen: dict[str, None] = {}
+        for b in self._blocks:
+            for k in b.keys:
+                seen.setdefault(k, None)
+        return list(seen)
+
+    @property
+    def tensor_names(self) -> list[str]:
+        self._refresh()
+        return list(dict.fromkeys(b.name for b in self._tensor_blocks))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return read_json(self.run_dir / schema.CONFIG_FILE, default={}) or {}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        meta = dict(read_json(self.run_dir / schema.META_FILE, default={}) or {})
+        self._refresh()
+        if "world_size" not in meta:
+            sizes = [s.header.get("world_size") for s in self._sessions.values() if s.header]
+            if sizes:
+                meta["world_size"] = max(x for x in sizes if x is not None)
+        return meta
+
+    @property
+    def ranks(self) -> list[int]:
+        self._refresh()
+        return sorted({s.rank for s in self._sessions.values()})
+
+    @property
+    def last_write_time(self) -> float | None:
+        self._refresh()
+        times = [s.last_time for s in self._sessions.values() if s.last_time is not None]
+        return max(times) if times else None
+
+    @property
+    def lineage(self) -> list[dict[str, Any]]:
+        """One entry per writer session and rank: when it started, from which step, how it ended."""
+        self._refresh()
+        out = []
+        for (rank, session), s in sorted(self._sessions.items()):
+            out.append(
+                {
+                    "rank": rank,
+                    "session": session,
+                    "start_time": s.header.get("start_time"),
+                    "pid": s.header.get("pid"),
+                    "host": s.header.get("host"),
+                    "resume_from_step": s.header.get("resume_from_step"),
+                    "branch_step": s.branch_step,
+                    "first_step": s.first_step,
+                    "last_step": s.last_step,
+                    "status": self._session_status(s),
+                }
+            )
+        return out
+
+    @property
+    def corrupt_segments(self) -> list[tuple[str, int]]:
+        """Segments with a complete frame that does not decode: (file name, byte offset)."""
+        return [
+            (seg.path.name, seg.bad_at) for seg in self._segments.values() if seg.bad_at is not None
+        ]
+
+    @property
+    def size_bytes(self) -> int:
+        total = 0
+        for root, _, files in os.walk(self.run_dir):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.stat(os.path.join(root, f)).st_size
+        return total
+
+    @staticmethod
+    def _session_status(s: _Session) -> str:
+        if s.end is not None:
+            return str(s.end.get("status", "finished"))
+        pid, host = s.header.get("pid"), s.header.get("host")
+        if host == socket.gethostname() and isinstance(pid, int):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return "crashed"
+            except PermissionError:
+                return "running"
+            return "running"
+        return "running"  # another host: cannot tell; callers may judge by last_write_time
+
+    @property
+    def status(self) -> str:
+        """'empty', 'running' (any rank's newest session is alive), 'finished', 'failed' or 'crashed'."""
+        self._refresh()
+        if not self._sessions:
+            return "empty"
+        newest: dict[int, _Session] = {}
+        for s in self._sessions.values():
+            if s.rank not in newest or s.session > newest[s.rank].session:
+                newest[s.rank] = s
+        statuses = {self._session_status(s) for s in newest.values()}
+        for status in ("running", "crashed", "failed"):
+            if status in statuses:
+                return status
+        return "finished"
+
+
+def _select(columns: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    names = list(columns)
+    chosen: dict[str, None] = {}
+    for p in patterns:
+        if any(ch in p for ch in "*?["):
+            for n in fnmatch.filter(names, p):
+                chosen.setdefault(n, None)
+        elif p in names:
+            chosen.setdefault(p, None)
+    return list(chosen)
+
+
+def _merge_duplicates(dup, steps, ranks, times, values, logged):
+    """Rows for one (rank, step) logged in several frames: the newest logged value wins."""
+    keep = np.ones(len(steps), bool)
+    i = 0
+    n = len(dup)
+    while i < n:
+        if not dup[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and dup[j]:
+            j += 1
+        # rows i..j (inclusive) share a key; fold them into row j (the newest)
+        for r in range(j - 1, i - 1, -1):
+            take = logged[r] & ~logged[j]
+            values[j, take] = values[r, take]
+            logged[j] |= logged[r]
+            keep[r] = False
+        i = j + 1
+    return steps[keep], ranks[keep], times[keep], values[keep], logged[keep]
