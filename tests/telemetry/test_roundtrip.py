@@ -238,3 +238,18 @@ def test_a_run_being_created_reads_as_empty(tmp_path):
     (tmp_path / "telemetry").mkdir()
     r = RunReader(tmp_path)
     assert r.scalars().empty and r.status == "empty" and r.poll().empty
+
+
+def test_a_poll_only_reader_drops_what_it_returned(tmp_path):
+    w = RunWriter(tmp_path)
+    reader = RunReader(tmp_path, keep_history=False)
+    steps = []
+    for i in range(30):
+        w.log({"a": float(i), "act/halt_steps": np.ones(3)}, step=i)
+        if i % 10 == 9:
+            w.flush()
+            steps += reader.poll()["step"].tolist()
+            assert reader._blocks == [] and reader._tensor_blocks == []
+    w.close()
+    assert steps == list(range(30))
+    assert len(reader.scalars()) == 30 and len(reader.tensors("act/halt_steps")) == 30

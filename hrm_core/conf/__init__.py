@@ -1,0 +1,1 @@
+"""Hydra configs of `hrm-train` (a package so that wheels ship the YAML files)."""

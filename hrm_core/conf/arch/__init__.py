@@ -1,0 +1,1 @@
+"""Config group `arch`: model architectures."""

@@ -1,0 +1,1 @@
+"""Config group `experiment`: presets such as `smoke`."""

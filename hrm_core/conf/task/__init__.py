@@ -1,0 +1,1 @@
+"""Config group `task`: the published HRM recipes."""

@@ -1,0 +1,7 @@
+"""Optimizers of HRM: Adam-atan2 (model), sign-SGD (sparse puzzle embeddings), the lr schedule."""
+
+from hrm_core.optim.adam_atan2 import AdamAtan2
+from hrm_core.optim.schedule import lr_at, set_lr
+from hrm_core.optim.sparse_signsgd import CastedSparseEmbeddingSignSGD
+
+__all__ = ["AdamAtan2", "CastedSparseEmbeddingSignSGD", "lr_at", "set_lr"]
