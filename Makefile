@@ -30,6 +30,8 @@ format: setup
 
 bench: setup
 	$(BIN)/python bench/telemetry.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/dashboard.py
 
 demo: setup
 	$(BIN)/python -m hrm_doctor.demo $(DEMO_ARGS)

@@ -91,6 +91,11 @@ class ProbeConfig(_Section):
     tensor_every: int = Field(
         100, ge=1, description="Log 1-D tensors (per-sample Q logits, halt steps) every N steps."
     )
+    tier: Literal["cheap", "standard", "full"] = Field(
+        "full",
+        description="Probe cost tier: cheap (losses, ACT), standard (+ per-group norms), "
+        "full (+ per-block norms and update ratios: every metric of the catalogue).",
+    )
 
 
 class WandbConfig(_Section):
@@ -124,7 +129,13 @@ class TrainConfig(_Section):
     )
     compile: bool = Field(False, description="torch.compile the model.")
     preflight: bool = Field(
-        True, description="Check data, config and memory before the first step."
+        False,
+        description="Only check config, data, torchrun env, one real step, memory; exit 0 or 2.",
+    )
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Intra-op threads on CPU (null: OMP_NUM_THREADS, else cores/local ranks - 1).",
     )
     global_batch_size: int = Field(
         768, ge=1, description="Examples per optimizer step over all ranks."
@@ -167,9 +178,21 @@ class TrainConfig(_Section):
         0.1, ge=0, description="Decoupled weight decay of the puzzle embeddings."
     )
     checkpoint_every: int | None = Field(
-        None, ge=1, description="Checkpoint every N steps (null: at every evaluation)."
+        None,
+        ge=1,
+        description="Also checkpoint every N steps (always: at each evaluation, stop and end).",
     )
     keep_last: int | None = Field(3, ge=1, description="Checkpoints kept in run_dir (null: all).")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Stop (with a checkpoint) after this step; the lr schedule is unchanged.",
+    )
+    skip_batches: int = Field(
+        0,
+        ge=0,
+        description="On start or resume, skip this many training batches (rollback past a spike).",
+    )
     resume: str = Field(
         "auto",
         min_length=1,

@@ -11,4 +11,9 @@ from __future__ import annotations
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
     "runs",
+    "watch",
+    "run",
+    "explain",
+    "rules",
+    "dashboard",
 )

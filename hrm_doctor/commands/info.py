@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from hrm_doctor.runs import human_age, human_bytes, summarise_run
 
     s = summarise_run(args.run)
@@ -53,13 +55,22 @@ def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     console.print(table)
     resumed = [e for e in s.lineage if e["session"] > 1]
-    if resumed:
+    if resumed or (Path(args.run) / "lineage.jsonl").exists():
         console.print("[bold]lineage[/bold]")
         for e in s.lineage:
             console.print(
                 f"  rank {e['rank']} session {e['session']}: steps {e['first_step']}..{e['last_step']}"
                 + (f", from step {e['branch_step']}" if e["session"] > 1 else "")
                 + f" ({e['status']})"
+            )
+    from hrm_doctor.supervisor import read_lineage
+
+    for e in read_lineage(args.run):
+        if e.get("event") == "restart":
+            console.print(
+                f"  restart {e['restart']}: after {e['finding_id']}, rolled back to step "
+                f"{e['from_step']} with {' '.join(e.get('overrides') or [])}"
+                + (f", skipping {e['skip_batches']} batches" if e.get("skip_batches") else "")
             )
     for name, offset in s.corrupt_segments:
         console.print(

@@ -528,7 +528,11 @@ def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
     if len(idx) == 1:
         return slice(int(idx[0]), int(idx[0]) + 1)
     stride = int(idx[1] - idx[0])
-    if stride > 0 and idx[-1] - idx[0] == stride * (len(idx) - 1) and (np.diff(idx) == stride).all():
+    if (
+        stride > 0
+        and idx[-1] - idx[0] == stride * (len(idx) - 1)
+        and (np.diff(idx) == stride).all()
+    ):
         return slice(int(idx[0]), int(idx[-1]) + 1, stride)
     return idx
 

@@ -298,6 +298,8 @@ class RunWriter:
                     tensors = [t for t in tensors if t[0] != newest]
                 self._rows, self._tensors = held, held_t
             if rows or tensors:
+                if self._size >= schema.SEGMENT_MAX_BYTES:
+                    self._rotate()  # before encoding: the new part declares its own key sets
                 self._write(self._encode(rows, tensors))
 
     def _encode(self, rows, tensors) -> bytes:
@@ -335,8 +337,6 @@ class RunWriter:
         return b"".join(chunks)
 
     def _write(self, data: bytes) -> None:
-        if self._size + len(data) > schema.SEGMENT_MAX_BYTES and self._size > 0:
-            self._rotate()
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)

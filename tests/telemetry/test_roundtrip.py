@@ -253,3 +253,23 @@ def test_a_poll_only_reader_drops_what_it_returned(tmp_path):
     w.close()
     assert steps == list(range(30))
     assert len(reader.scalars()) == 30 and len(reader.tensors("act/halt_steps")) == 30
+
+
+def test_segments_rotate_into_parts_that_read_as_one_timeline(tmp_path, monkeypatch):
+    from hrm_doctor.telemetry import schema
+
+    monkeypatch.setattr(schema, "SEGMENT_MAX_BYTES", 4096)
+    with RunWriter(tmp_path) as w:
+        for i in range(2000):
+            w.log({"a": float(i), "b": 1.0, "act/halt_steps": np.arange(3)}, step=i)
+            if i % 50 == 0:
+                w.flush()
+    parts = sorted(p.name for p in (tmp_path / "telemetry").iterdir())
+    assert len(parts) > 3 and parts[1].endswith("p0001.hrmt")
+    r = RunReader(tmp_path)
+    df = r.scalars()
+    assert df["step"].tolist() == list(range(2000)) and df["a"].tolist() == [
+        float(i) for i in range(2000)
+    ]
+    assert len(r.tensors("act/halt_steps")) == 2000
+    assert r.status == "finished" and r.corrupt_segments == []

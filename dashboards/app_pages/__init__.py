@@ -1,0 +1,1 @@
+"""The dashboard's pages: thin scripts over `dashboards.ui`, `dashboards.data`, `dashboards.panels`."""

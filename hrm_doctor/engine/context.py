@@ -1,0 +1,114 @@
+"""What a rule may know about a run besides its metrics: config, meta, task and recipe.
+
+Names in rule expressions resolve here: a dotted config key (``lr``, ``arch.halt_max_steps``,
+also written ``cfg.lr``), ``meta.*``, ``task`` (sudoku, maze, arc or unknown), ``recipe.*``
+(the published recipe of the task, HRM_NOTES.md) and ``world_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hrm_doctor.engine.expr import MissingName
+
+# Keys the running trainer applies at its next step (DESIGN.md, "Patches"); others need a restart.
+HOT_KEYS = frozenset(
+    {
+        "lr",
+        "puzzle_emb_lr",
+        "weight_decay",
+        "puzzle_emb_weight_decay",
+        "grad_clip_norm",
+        "arch.halt_exploration_prob",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A published HRM recipe (sapientinc/HRM README), the anchor for suggested overrides."""
+
+    name: str
+    lr: float
+    lr_lo: float
+    lr_hi: float
+    puzzle_emb_lr: float
+    weight_decay: float
+    puzzle_emb_weight_decay: float
+    global_batch_size: int
+    eval_interval: int
+
+    def get(self, key: str) -> Any:
+        if not hasattr(self, key):
+            raise MissingName(f"recipe.{key}")
+        return getattr(self, key)
+
+
+RECIPES: dict[str, Recipe] = {
+    # Sudoku-Extreme 1k: lr 7e-5 (1 GPU, batch 384) .. 1e-4 (8 GPUs, batch 768), wd 1.0 both.
+    "sudoku": Recipe("Sudoku-Extreme 1k", 1e-4, 7e-5, 1e-4, 1e-4, 1.0, 1.0, 768, 2000),
+    # Maze 30x30 hard 1k: the Sudoku-1k recipe.
+    "maze": Recipe("Maze 30x30 hard 1k", 1e-4, 7e-5, 1e-4, 1e-4, 1.0, 1.0, 768, 2000),
+    # ARC-1/2: lr 1e-4, puzzle-embedding lr 1e-2 (one id per augmented puzzle), wd 0.1.
+    "arc": Recipe("ARC-1 / ARC-2", 1e-4, 1e-4, 1e-4, 1e-2, 0.1, 0.1, 768, 10000),
+}
+
+
+def detect_task(config: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    """sudoku, maze, arc or unknown, from an explicit `task` key or the data path's name."""
+    for source in (meta.get("task"), config.get("task")):
+        if isinstance(source, str) and source.lower() in RECIPES:
+            return source.lower()
+    path = str(config.get("data_path") or meta.get("data_path") or "").lower()
+    for task in ("sudoku", "maze", "arc"):
+        if task in path:
+            return task
+    return "unknown"
+
+
+def lookup_dotted(tree: Mapping[str, Any], key: str) -> Any:
+    """`tree["a"]["b"]` for "a.b", or a flat `tree["a.b"]` (imported runs flatten keys)."""
+    if key in tree:
+        return tree[key]
+    node: Any = tree
+    for part in key.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            raise MissingName(key)
+    return node
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run's config and metadata, seen through the names that rule expressions use."""
+
+    config: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    world_size: int = 1
+
+    @property
+    def task(self) -> str:
+        return detect_task(self.config, self.meta)
+
+    @property
+    def recipe(self) -> Recipe | None:
+        return RECIPES.get(self.task)
+
+    def lookup(self, name: str) -> Any:
+        if name == "task":
+            return self.task
+        if name == "world_size":
+            return self.world_size
+        if name.startswith("recipe."):
+            recipe = self.recipe
+            if recipe is None:
+                raise MissingName(name)
+            return recipe.get(name[len("recipe.") :])
+        if name.startswith("meta."):
+            return lookup_dotted(self.meta, name[len("meta.") :])
+        if name.startswith("cfg."):
+            name = name[len("cfg.") :]
+        return lookup_dotted(self.config, name)

@@ -1,0 +1,163 @@
+"""What every detector shares: the `Signal` it returns, the tail buffer, robust rolling windows.
+
+A detector is pure: it sees samples (steps and values) and returns, for each new sample,
+whether its condition holds and the statistic it compared. It keeps only the last `lookback`
+samples (plus monotone state such as a running peak), and every output depends only on that
+window, so feeding a run in one pass or in arbitrary chunks gives bit-identical results: the
+rolling statistics are order statistics (scipy.ndimage rank filters), never running sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scipy import ndimage
+
+# Samples shown in a finding's evidence (the last ones up to the confirming step).
+EVIDENCE_SAMPLES = 16
+
+Resolve = Callable[[Any], Any]  # evaluates a parameter that may be a config expression
+
+
+class Params(BaseModel):
+    """Base of every detector's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Signal:
+    """A detector's verdict on new samples, aligned with `steps`."""
+
+    steps: np.ndarray  # int64
+    cond: np.ndarray  # bool: the condition holds at this sample
+    stat: np.ndarray  # float: the statistic compared with the threshold
+    level: np.ndarray  # float: the value looked at (raw or smoothed)
+    ref: np.ndarray | None = None  # float: the reference it was compared with
+
+    @classmethod
+    def empty(cls) -> Signal:
+        z = np.zeros(0)
+        return cls(np.zeros(0, np.int64), np.zeros(0, bool), z, z, None)
+
+
+def odd(n: int) -> int:
+    """Windows are odd so that the rolling median is one sample, not an average of two."""
+    return int(n) | 1
+
+
+def rolling_median(x: np.ndarray, window: int) -> np.ndarray:
+    """Median of the trailing `window` samples (the first samples pad with x[0])."""
+    if window <= 1 or len(x) == 0:
+        return x.astype(np.float64, copy=True)
+    w = odd(window)
+    return ndimage.median_filter(x, size=w, mode="nearest", origin=w // 2)
+
+
+def rolling_quantile(x: np.ndarray, window: int, q: float) -> np.ndarray:
+    """The `q` (0..100) percentile of the trailing window, as a sample (no interpolation)."""
+    if window <= 1 or len(x) == 0:
+        return x.astype(np.float64, copy=True)
+    w = odd(window)
+    return ndimage.percentile_filter(x, q, size=w, mode="nearest", origin=w // 2)
+
+
+def shift(x: np.ndarray, k: int, fill: float = math.nan) -> np.ndarray:
+    """x delayed by k samples: out[i] = x[i - k]."""
+    if k <= 0:
+        return x
+    out = np.full_like(x, fill, dtype=np.float64)
+    if k < len(x):
+        out[k:] = x[:-k]
+    return out
+
+
+def count_before(n_old_total: int, n: int) -> np.ndarray:
+    """For each sample of an update, how many samples the series had before it."""
+    return np.arange(n_old_total, n_old_total + n)
+
+
+def param(resolve: Resolve, value: Any) -> Any:
+    """A parameter value: numbers pass, strings are config expressions (``lr_warmup_steps``)."""
+    return resolve(value) if isinstance(value, str) else value
+
+
+class Detector:
+    """Base class. Subclasses set `Params`, `stat_name`, `lookback`, and implement `compute`."""
+
+    Params: ClassVar[type[Params]] = Params
+    kind: ClassVar[str] = "series"  # series | ranks | config | time
+    finite_only: ClassVar[bool] = True  # statistical detectors see finite samples only
+    stat_name: ClassVar[str] = "value"
+    summary: ClassVar[str] = ""
+
+    def __init__(self, params: Params, resolve: Resolve) -> None:
+        self.p = params
+        self.lookback = 1
+        self._tail_s = np.zeros(0, np.int64)
+        self._tail_v = np.zeros(0)
+        self._n_seen = 0  # samples seen before the current update
+        self._last: tuple[np.ndarray, np.ndarray, int, Signal] | None = None
+
+    def aux_metrics(self) -> list[str]:
+        """Other metrics this detector reads (same rank), besides its primary series."""
+        return []
+
+    def update(self, steps: np.ndarray, values: np.ndarray, aux: dict | None = None) -> Signal:
+        """Evaluate new samples (sorted by step, all newer than any seen before)."""
+        n_old = len(self._tail_s)
+        all_s = np.concatenate([self._tail_s, steps]) if n_old else steps
+        all_v = np.concatenate([self._tail_v, values]) if n_old else values.astype(np.float64)
+        sig = self.compute(all_s, all_v, n_old, aux or {})
+        self._last = (all_s, all_v, n_old, sig)
+        keep = max(self.lookback, EVIDENCE_SAMPLES)
+        self._tail_s, self._tail_v = all_s[-keep:], all_v[-keep:]
+        self._n_seen += len(steps)
+        return sig
+
+    def compute(self, s: np.ndarray, v: np.ndarray, n_old: int, aux: dict) -> Signal:
+        raise NotImplementedError
+
+    def evidence(self, i: int) -> dict[str, Any]:
+        """Evidence for the i-th new sample of the last update: the statistic and recent data."""
+        assert self._last is not None
+        all_s, all_v, n_old, sig = self._last
+        j = n_old + i
+        lo = max(0, j - EVIDENCE_SAMPLES + 1)
+        ev: dict[str, Any] = {
+            "step": int(sig.steps[i]),
+            "value": _num(all_v[j]),
+            self.stat_name: _num(sig.stat[i]),
+        }
+        ev["level"] = _num(sig.level[i])
+        if sig.ref is not None:
+            ev["reference"] = _num(sig.ref[i])
+        ev.update(self.thresholds())
+        ev["recent"] = [[int(a), _num(b)] for a, b in zip(all_s[lo : j + 1], all_v[lo : j + 1])]
+        return ev
+
+    def thresholds(self) -> dict[str, Any]:
+        """The resolved parameters worth showing next to the statistic."""
+        return {}
+
+
+def _num(x: Any) -> Any:
+    """A JSON-safe number: floats rounded to 6 significant digits, non-finite as strings."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == int(x) and abs(x) < 1e15:
+        return int(x) if abs(x) >= 1 or x == 0 else float(f"{x:.6g}")
+    return float(f"{x:.6g}")
+
+
+json_number = _num

@@ -1,0 +1,161 @@
+"""The daemon loop: discover runs, turn change sets into monitor updates, report. No rule logic."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hrm_doctor.runs import find_runs
+from hrm_doctor.watch.lock import RunLocked
+from hrm_doctor.watch.monitor import RunMonitor
+from hrm_doctor.watch.source import ALL, RESCAN, ChangeSource
+
+# Every so often every run is polled even without events: catches file systems that send none
+# (then the daemon switches to polling) and new runs whose directory events were missed.
+_SAFETY_POLL_S = 10.0
+
+
+class Daemon:
+    """Follow a run, or every run under a root, until `stop` is set.
+
+    `on_finding(run_name, finding, now)` is called for each newly written finding (alerts,
+    patches). Locked runs (another daemon watches them) are skipped with a note; when the
+    target is itself a locked run, `RunLocked` propagates.
+    """
+
+    def __init__(
+        self,
+        target: str | Path,
+        rule_set: Any,
+        *,
+        console: Any,
+        poll: bool = False,
+        tick_s: float = 1.0,
+        on_finding: Callable[[str, Any, float], None] | None = None,
+        patches: Callable[[Path], Any] | None = None,
+    ) -> None:
+        self.target = Path(target)
+        self.rule_set = rule_set
+        self.console = console
+        self.source = ChangeSource(self.target, poll=poll, tick_s=tick_s)
+        self.tick_s = tick_s
+        self.on_finding = on_finding
+        self.make_patches = patches
+        self.monitors: dict[str, RunMonitor] = {}
+        self._by_path: dict[Path, RunMonitor] = {}
+        self._skipped: set[Path] = set()
+        self._evented: dict[Path, float] = {}  # run -> monotonic time of its last file event
+
+    def _name(self, run: Path) -> str:
+        try:
+            rel = run.relative_to(self.target)
+        except ValueError:
+            return str(run)
+        return str(rel) if str(rel) != "." else run.name
+
+    def discover(self) -> None:
+        if not self.target.exists():
+            return
+        for run in find_runs(self.target):
+            run = run.resolve() if not run.is_absolute() else run
+            if run in self._by_path or run in self._skipped:
+                continue
+            try:
+                m = RunMonitor(
+                    run,
+                    self.rule_set,
+                    patches=self.make_patches(run) if self.make_patches else None,
+                )
+            except RunLocked as exc:
+                if run == self.target.resolve():
+                    raise
+                self._skipped.add(run)
+                self.console.note(f"skipping {self._name(run)}: {exc}")
+                continue
+            self._by_path[run] = m
+            self.monitors[self._name(run)] = m
+            self.console.note(f"watching {self._name(run)}")
+
+    def _report(self, m: RunMonitor, found: list[Any], now: float) -> None:
+        name = self._name(m.run_dir)
+        for f in found:
+            self.console.finding(name, f)
+            if self.on_finding is not None:
+                self.on_finding(name, f, now)
+        for r in m.patch_events:
+            self.console.note(_describe_patch(name, r))
+        m.patch_events = []
+
+    def once(self) -> int:
+        """Evaluate what is there now, write the findings, and return how many were new."""
+        try:
+            self.discover()
+            now = time.time()
+            total = 0
+            for m in self.monitors.values():
+                found = m.update(now) + m.finish()
+                self._report(m, found, now)
+                total += len(found)
+            return total
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for m in self._by_path.values():
+            m.close()
+
+    def run(self, stop: threading.Event) -> None:
+        self.console.start()
+        last_tick = last_safety = time.monotonic()
+        try:
+            for changed in self.source.changes(stop):
+                now = time.time()
+                mono = time.monotonic()
+                if RESCAN in changed:
+                    self.discover()
+                if ALL in changed:
+                    targets = list(self._by_path.values())
+                else:
+                    targets = []
+                    for run in changed - {RESCAN}:
+                        run = run.resolve()
+                        if run not in self._by_path and run not in self._skipped:
+                            self.discover()
+                        if run in self._by_path:
+                            targets.append(self._by_path[run])
+                for m in targets:
+                    self._evented[m.run_dir] = mono
+                    self._report(m, m.update(now), now)
+                if mono - last_safety >= _SAFETY_POLL_S and not self.source.polling:
+                    last_safety = mono
+                    self.discover()
+                    for m in self._by_path.values():
+                        before = m.last_step
+                        found = m.update(now)
+                        self._report(m, found, now)
+                        quiet = mono - self._evented.get(m.run_dir, 0.0) > _SAFETY_POLL_S
+                        if m.last_step != before and before is not None and quiet:
+                            self.console.note("file events are not arriving: polling instead")
+                            self.source.switch_to_polling()
+                            break
+                if mono - last_tick >= self.tick_s:
+                    last_tick = mono
+                    for m in self._by_path.values():
+                        self._report(m, m.tick(now), now)
+                self.console.refresh(self.monitors)
+        finally:
+            self.source.close()
+            self.console.stop()
+            self.close()
+
+
+def _describe_patch(run: str, r: dict[str, Any]) -> str:
+    what = " ".join(r.get("overrides") or [])
+    state = r["state"]
+    if state == "applied" and r.get("step") is not None:
+        return f"{run}: patch {what} applied at step {r['step']} (before {r.get('before')})"
+    reason = f": {r['reason']}" if r.get("reason") else ""
+    return f"{run}: patch {what} ({r.get('apply', '?')}) {state}{reason}"

@@ -1,0 +1,227 @@
+"""Applying suggestions: hot patches through the control channel, guarded and recorded.
+
+Every patch is recorded in `RUN/patches.jsonl` (append-only): proposed, requested, applied at
+step N (with the values before and after), rejected with a reason, superseded, escalated. The
+guards: only whitelisted hot keys within bounds (hrm_doctor.control), one patch per finding,
+never the same overrides twice on one run, a cool-down between patches, a maximum per hour,
+and one request in flight at a time. After a patch, the finding's episode is watched for
+`effect_steps` steps: if it goes on, the patch is escalated to the rule's fallback (and, under
+`hrm-doctor run --apply`, to a rollback and restart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hrm_doctor.control import is_hot, read_ack, write_request
+
+PATCHES_FILE = "patches.jsonl"
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_.@:+-]")
+
+
+def read_patches(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of a run's patch ledger, oldest first."""
+    path = Path(run_dir) / PATCHES_FILE
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            obj = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def patch_states(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """patch_id -> its newest record."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in read_patches(run_dir):
+        pid = r.get("patch_id") or "p-" + _ID_SAFE.sub("-", str(r.get("finding_id")))
+        r.setdefault("overrides", [])
+        latest[pid] = dict(r, patch_id=pid, state=r.get("state", "proposed"))
+    return latest
+
+
+class PatchManager:
+    """Turns a run's new findings into patches (or proposals), and follows them up."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        apply: bool,
+        cooldown_s: float = 30.0,
+        max_per_hour: int = 6,
+        effect_steps: int = 100,
+        on_restart: Callable[[Any, list[str]], bool] | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.apply = apply
+        self.cooldown_s = cooldown_s
+        self.max_per_hour = max_per_hour
+        self.effect_steps = effect_steps
+        self.on_restart = on_restart
+        self.path = self.run_dir / PATCHES_FILE
+        self.latest = patch_states(self.run_dir)
+        self._by_finding = {r.get("finding_id"): pid for pid, r in self.latest.items()}
+        self._seen_overrides = {
+            frozenset(r["overrides"])
+            for r in self.latest.values()
+            if r["state"] in ("requested", "applied", "escalated") and r.get("apply") == "hot"
+        }
+        self._findings: dict[str, Any] = {}
+        self._now = time.time()  # the clock of the current call (passed in: testable)
+
+    # ---- the ledger -------------------------------------------------------------------------
+
+    def _record(self, patch_id: str, state: str, **fields: Any) -> dict[str, Any]:
+        base = dict(self.latest.get(patch_id, {}))
+        base.update(fields, patch_id=patch_id, state=state, time=self._now)
+        line = json.dumps(base, default=str, allow_nan=True).encode() + b"\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        self.latest[patch_id] = base
+        return base
+
+    def _applied_times(self) -> list[float]:
+        return [r["time"] for r in self.latest.values() if r["state"] in ("requested", "applied")]
+
+    # ---- new findings -----------------------------------------------------------------------
+
+    def on_finding(self, finding: Any, now: float | None = None) -> list[dict[str, Any]]:
+        """Propose or apply the finding's suggestion (once per finding, ever)."""
+        now = self._now = time.time() if now is None else now
+        s = finding.suggestion
+        overrides = list(s.overrides)
+        if not overrides or finding.id in self._by_finding:
+            return []
+        self._findings[finding.id] = finding
+        patch_id = "p-" + _ID_SAFE.sub("-", finding.id)
+        self._by_finding[finding.id] = patch_id
+        common = {
+            "finding_id": finding.id,
+            "rule": finding.rule,
+            "severity": finding.severity,
+            "overrides": overrides,
+            "rationale": s.rationale,
+            "monitor": s.monitor,
+            "fallback": s.fallback,
+            "first_step": finding.first_step,
+        }
+        hot = s.apply == "hot" and is_hot(overrides)
+        if not hot:
+            rec = self._record(patch_id, "proposed", apply="restart", **common)
+            if self.apply and self.on_restart is not None and self.on_restart(finding, overrides):
+                return [rec, self._record(patch_id, "applied", reason="rollback and restart")]
+            if s.apply == "hot":
+                rec = self._record(patch_id, "proposed", reason="not within the hot whitelist")
+            return [rec]
+        rec = self._record(patch_id, "proposed", apply="hot", **common)
+        if not self.apply:
+            return [rec]
+        return [rec, *self._try_apply(patch_id, now)]
+
+    def _try_apply(self, patch_id: str, now: float) -> list[dict[str, Any]]:
+        r = self.latest[patch_id]
+        key = frozenset(r["overrides"])
+        if key in self._seen_overrides:
+            return [
+                self._record(
+                    patch_id, "rejected", reason="the same patch was applied before on this run"
+                )
+            ]
+        if any(p["state"] == "requested" for p in self.latest.values()):
+            return []  # one request in flight at a time; retried by poll()
+        times = self._applied_times()
+        if times and now - max(times) < self.cooldown_s:
+            return []  # cool-down; retried by poll()
+        if sum(1 for t in times if now - t < 3600) >= self.max_per_hour:
+            return [
+                self._record(
+                    patch_id, "rejected", reason=f"more than {self.max_per_hour} patches in an hour"
+                )
+            ]
+        write_request(self.run_dir, patch_id, r["overrides"], r["finding_id"])
+        self._seen_overrides.add(key)
+        return [self._record(patch_id, "requested")]
+
+    # ---- follow-up --------------------------------------------------------------------------
+
+    def poll(
+        self,
+        now: float | None = None,
+        report: list[Any] | None = None,
+        last_step: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Acknowledgements, deferred patches, and the effect of applied ones."""
+        now = self._now = time.time() if now is None else now
+        out: list[dict[str, Any]] = []
+        for pid, r in list(self.latest.items()):
+            if r["state"] == "requested":
+                ack = read_ack(self.run_dir, pid)
+                if ack is None:
+                    continue
+                if ack.get("status") == "applied":
+                    out.append(
+                        self._record(
+                            pid,
+                            "applied",
+                            step=ack.get("step"),
+                            before=ack.get("before"),
+                            after=ack.get("after"),
+                        )
+                    )
+                else:
+                    out.append(
+                        self._record(
+                            pid, "rejected", step=ack.get("step"), reason=ack.get("reason")
+                        )
+                    )
+        if self.apply:
+            for pid, r in list(self.latest.items()):
+                if r["state"] == "proposed" and r.get("apply") == "hot":
+                    out += self._try_apply(pid, now)
+        if report is not None and last_step is not None:
+            out += self._check_effect(report, last_step)
+        return out
+
+    def _check_effect(self, report: list[Any], last_step: int) -> list[dict[str, Any]]:
+        by_id = {f.id: f for f in report}
+        out = []
+        for pid, r in list(self.latest.items()):
+            if r["state"] != "applied" or r.get("apply") != "hot" or r.get("step") is None:
+                continue
+            deadline = int(r["step"]) + self.effect_steps
+            f = by_id.get(r["finding_id"])
+            if f is not None and f.last_step >= deadline:
+                out.append(
+                    self._record(
+                        pid,
+                        "escalated",
+                        reason=f"the finding went on {self.effect_steps} steps after the patch; fallback: {r.get('fallback') or '-'}",
+                    )
+                )
+                finding = self._findings.get(r["finding_id"], f)
+                if self.apply and self.on_restart is not None:
+                    self.on_restart(finding, list(r["overrides"]))
+            elif last_step >= deadline:
+                out.append(
+                    self._record(
+                        pid, "effective", reason=f"no recurrence within {self.effect_steps} steps"
+                    )
+                )
+        return out

@@ -1,0 +1,129 @@
+"""Patches end to end between the doctor's PatchManager and the trainer's real ControlChannel."""
+
+import pytest
+
+from hrm_doctor.control import parse_override, read_ack
+from hrm_doctor.engine.finding import Finding, Suggestion
+from hrm_doctor.watch.patches import PatchManager, read_patches
+
+control = pytest.importorskip("hrm_core.trainer.control")
+
+
+def finding(id="grad-explosion@100", overrides=("lr=5e-05",), apply="hot", first=100, last=110):
+    rule = id.split("@")[0]
+    return Finding(
+        id=id,
+        rule=rule,
+        pack="core",
+        category="explosion",
+        severity="critical",
+        first_step=first,
+        last_step=last,
+        rank=None,
+        metric="grad/norm",
+        message="m",
+        suggestion=Suggestion(tuple(overrides), apply, "why", "watch grad/norm", "lower lr more"),
+    )
+
+
+def trainer_acks(run, step, apply=True):
+    """What the trainer does at a step boundary: read requests, apply, acknowledge."""
+    channel = control.ControlChannel(run)
+    for req in channel.poll():
+        if req.error:
+            channel.acknowledge(req, status="rejected", step=step)
+        else:
+            channel.acknowledge(
+                req, status="applied", step=step, before={"lr": 1e-4}, after=req.values
+            )
+
+
+def states(run):
+    return [(r["patch_id"], r["state"]) for r in read_patches(run)]
+
+
+def test_without_apply_a_patch_is_only_proposed(tmp_path):
+    pm = PatchManager(tmp_path, apply=False)
+    pm.on_finding(finding())
+    assert states(tmp_path) == [("p-grad-explosion@100", "proposed")]
+    assert not (tmp_path / "control").exists()
+
+
+def test_hot_patch_is_requested_applied_and_acknowledged_with_its_step(tmp_path):
+    pm = PatchManager(tmp_path, apply=True)
+    pm.on_finding(finding())
+    trainer_acks(tmp_path, step=101)
+    pm.poll()
+    recs = read_patches(tmp_path)
+    assert [r["state"] for r in recs] == ["proposed", "requested", "applied"]
+    assert (
+        recs[-1]["step"] == 101
+        and recs[-1]["after"] == {"lr": 5e-05}
+        and recs[-1]["before"] == {"lr": 1e-4}
+    )
+    assert read_ack(tmp_path, "p-grad-explosion@100")["status"] == "applied"
+
+
+def test_the_same_patch_is_never_applied_twice_even_after_a_restart_of_the_doctor(tmp_path):
+    pm = PatchManager(tmp_path, apply=True)
+    pm.on_finding(finding())
+    trainer_acks(tmp_path, step=101)
+    pm.poll()
+    again = PatchManager(tmp_path, apply=True)  # a restarted daemon
+    assert again.on_finding(finding()) == []  # the same finding: nothing
+    out = again.on_finding(finding(id="grad-explosion@300", first=300))
+    assert out[-1]["state"] == "rejected" and "applied before" in out[-1]["reason"]
+
+
+def test_one_request_in_flight_and_a_cool_down(tmp_path):
+    pm = PatchManager(tmp_path, apply=True, cooldown_s=60)
+    pm.on_finding(finding(), now=1000.0)
+    pm.on_finding(
+        finding(id="q-divergence@120", overrides=("arch.halt_exploration_prob=0.2",)), now=1001.0
+    )
+    assert states(tmp_path)[-1] == ("p-q-divergence@120", "proposed")  # waits: one in flight
+    trainer_acks(tmp_path, step=101)
+    pm.poll(now=1002.0)
+    assert states(tmp_path)[-1] == ("p-grad-explosion@100", "applied")
+    pm.poll(now=1030.0)  # cool-down: not yet
+    assert states(tmp_path)[-1] == ("p-grad-explosion@100", "applied")
+    pm.poll(now=2000.0)
+    assert states(tmp_path)[-1] == ("p-q-divergence@120", "requested")
+
+
+def test_a_bad_value_is_not_hot_and_the_trainer_rejects_what_is_out_of_bounds(tmp_path):
+    with pytest.raises(ValueError, match="out of bounds"):
+        parse_override("lr=5")
+    pm = PatchManager(tmp_path, apply=True)
+    out = pm.on_finding(finding(overrides=("arch.H_cycles=4",)))
+    assert out[0]["apply"] == "restart" and out[-1]["state"] == "proposed"
+    # a request written by hand with a bad key is rejected by the trainer, with the reason
+    from hrm_doctor.control import write_request
+
+    write_request(tmp_path, "manual-1", ["arch.H_cycles=4"])
+    trainer_acks(tmp_path, step=5)
+    ack = read_ack(tmp_path, "manual-1")
+    assert ack["status"] == "rejected" and "not a hot key" in ack["reason"]
+
+
+def test_a_patch_that_does_not_help_escalates_to_restart(tmp_path):
+    restarts = []
+    pm = PatchManager(
+        tmp_path, apply=True, effect_steps=50, on_restart=lambda f, o: restarts.append(o) or True
+    )
+    pm.on_finding(finding())
+    trainer_acks(tmp_path, step=101)
+    pm.poll()
+    pm.poll(report=[finding(last=120)], last_step=120)
+    assert states(tmp_path)[-1][1] == "applied"
+    pm.poll(report=[finding(last=160)], last_step=160)
+    assert states(tmp_path)[-1][1] == "escalated" and restarts == [["lr=5e-05"]]
+
+
+def test_a_patch_that_helps_is_marked_effective(tmp_path):
+    pm = PatchManager(tmp_path, apply=True, effect_steps=50)
+    pm.on_finding(finding())
+    trainer_acks(tmp_path, step=101)
+    pm.poll()
+    pm.poll(report=[finding(last=110)], last_step=200)
+    assert states(tmp_path)[-1][1] == "effective"

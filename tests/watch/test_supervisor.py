@@ -1,0 +1,88 @@
+"""`hrm-doctor run --apply`: a smoke run started with an absurd learning rate ends healthy."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hrm_doctor.cli import main
+from hrm_doctor.supervisor import read_lineage, run_dir_of, with_overrides
+from hrm_doctor.watch.findings_log import read_findings
+from hrm_doctor.watch.patches import read_patches
+
+BIN = Path(sys.executable).parent
+
+
+def test_overrides_replace_keys_given_before():
+    cmd = ["hrm-train", "experiment=smoke", "lr=10", "run_dir=r"]
+    assert with_overrides(cmd, ["lr=1e-4", "resume=never"]) == [
+        "hrm-train",
+        "experiment=smoke",
+        "run_dir=r",
+        "lr=1e-4",
+        "resume=never",
+    ]
+    assert run_dir_of(cmd) == "r" and run_dir_of(["hrm-train"]) is None
+
+
+def test_run_without_a_command_is_exit_2(capsys):
+    assert main(["run", "--apply"]) == 2
+    assert "no training command" in capsys.readouterr().err
+
+
+def test_run_with_a_missing_program_is_exit_2(tmp_path, capsys):
+    assert main(["run", "--", str(tmp_path / "no-such-trainer"), f"run_dir={tmp_path / 'r'}"]) == 2
+    assert "cannot start the training command" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_blown_up_smoke_run_is_healed_by_rollback_and_restart(tmp_path):
+    pytest.importorskip("torch")
+    run = tmp_path / "bad-lr"
+    cmd = [
+        str(BIN / "hrm-doctor"),
+        "run",
+        "--apply",
+        "--",
+        str(BIN / "hrm-train"),
+        "experiment=smoke",
+        f"run_dir={run}",
+        f"data_path={tmp_path / 'data'}",
+        "lr=10",
+        "lr_warmup_steps=0",
+        "epochs=8",
+        "eval_interval=4",
+    ]
+    env = dict(os.environ, WANDB_MODE="disabled")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    restarts = [e for e in read_lineage(run) if e["event"] == "restart"]
+    assert len(restarts) >= 1 and "lr=10" not in " ".join(restarts[-1]["overrides"])
+    first = read_findings(run)
+    assert any(f["severity"] == "critical" for f in first)
+    assert any(p["state"] == "applied" for p in read_patches(run))
+    # the healed run, judged on its final timeline, is healthy
+    explain = subprocess.run(
+        [
+            str(BIN / "hrm-doctor"),
+            "explain",
+            "--run",
+            str(run),
+            "--format",
+            "json",
+            "--fail-on",
+            "warning",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(explain.stdout)
+    assert explain.returncode == 0, report["findings"]
+    assert report["status"] in ("healthy", "info")
+    info = subprocess.run(
+        [str(BIN / "hrm-doctor"), "info", str(run)], capture_output=True, text=True
+    )
+    assert "restart 1: after" in info.stdout
