@@ -361,6 +361,7 @@ def train(cfg: Any) -> int:
     probe_pending: dict[str, torch.Tensor] = {}  # the probe's metrics of the held step
     probe_keys_agree = True  # every rank's probe returned the same number of scalars
     decided: list[Request] = []  # patches decided at the last step boundary
+    doctor_stops: list[Request] = []  # stop requests of the doctor, acted on at a boundary
     passes_evaluated = loader.position.pass_index
     last_saved = step if resume_path is not None else -1
     finished = step >= last_step or loader.position.pass_index >= num_passes
@@ -378,7 +379,10 @@ def train(cfg: Any) -> int:
                 step += 1
                 # 6.1 Live patches decided at the last boundary (same on every rank), replays
                 for request in decided:
-                    console.note(apply_request(request, hot, control, step))
+                    if request.stop:
+                        doctor_stops.append(request)  # acted on at this step's boundary
+                    else:
+                        console.note(apply_request(request, hot, control, step))
                 decided = []
                 if step in replay:
                     hot.update(replay.pop(step))
@@ -518,10 +522,17 @@ def train(cfg: Any) -> int:
                 )
                 flags = exchange()
                 pass_ended = loader.position.pass_index != pass_index
-                if flags[1] or step >= last_step:  # asked to stop, max_steps, or the schedule's end
+                stops = doctor_stops + [r for r in decided if r.stop]  # a hopeless trial
+                doctor_stops = []
+                for request in stops:
+                    console.note(apply_request(request, hot, control, step))
+                decided = [r for r in decided if not r.stop]
+                if flags[1] or stops or step >= last_step:  # asked to stop, max_steps, the end
                     finished = True
-                    reached_end = step >= total_steps
-                    if flags[1]:
+                    reached_end = step >= total_steps and not stops
+                    if stops:
+                        status = "stopped"
+                    elif flags[1]:
                         status, exit_code = "stopped", (0 if flags[1] == 143 else flags[1])
                     elif not reached_end:
                         status = "paused"  # max_steps: resume=auto continues the same schedule

@@ -3,6 +3,7 @@ and the request/acknowledgement files (the trainer's side is hrm_core/trainer/co
 
 The doctor writes `RUN/control/requests/<id>.json` atomically:
     {"id", "overrides": ["lr=5e-05", ...], "finding_id", "requested_at"}
+or, to stop a run that stays critical after its patches (a sweep trial), {"id", "action": "stop"}
 and the trainer answers once in `RUN/control/acks/<id>.json`:
     {"id", "status": "applied"|"rejected", "step", "reason", "before", "after", ...}
 See docs/control.md. This module imports nothing heavy: the daemon and the CLI use it.
@@ -112,6 +113,20 @@ def write_request(
             "finding_id": finding_id,
             "requested_at": time.time(),
         },
+    )
+    return path
+
+
+def write_stop_request(
+    run_dir: str | os.PathLike[str], request_id: str, finding_id: str | None = None
+) -> Path:
+    """Ask the trainer to stop at its next step boundary (it saves a checkpoint and exits 0)."""
+    d = Path(run_dir) / CONTROL_DIR / REQUESTS_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{request_id}.json"
+    atomic_write_json(
+        path,
+        {"id": request_id, "action": "stop", "finding_id": finding_id, "requested_at": time.time()},
     )
     return path
 

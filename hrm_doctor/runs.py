@@ -70,6 +70,9 @@ class RunSummary:
     sessions: int
     lineage: list[dict[str, Any]]
     corrupt_segments: list[tuple[str, int]]
+    health: str | None = None  # worst severity in findings.jsonl; None when never watched
+    headline: str | None = None  # the metric runs are ranked by (higher is better)
+    headline_value: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +96,7 @@ def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
         ds = int(tail["step"].iloc[-1] - tail["step"].iloc[0])
         rate = ds / dt if dt > 0 else None
     lineage = reader.lineage
+    headline, value = _headline(df)
     return RunSummary(
         path=str(path),
         run_id=meta.get("run_id"),
@@ -113,7 +117,51 @@ def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
         sessions=len({e["session"] for e in lineage}),
         lineage=lineage,
         corrupt_segments=reader.corrupt_segments,
+        health=_health(Path(path)),
+        headline=headline,
+        headline_value=value,
     )
+
+
+_SEVERITY = {"healthy": 0, "info": 1, "warning": 2, "critical": 3}
+
+
+def _health(run: Path) -> str | None:
+    from hrm_doctor.watch.findings_log import FINDINGS_FILE, read_findings
+
+    if not (run / FINDINGS_FILE).exists():
+        return None
+    worst = "healthy"
+    for f in read_findings(run):
+        if _SEVERITY.get(f.get("severity"), 0) > _SEVERITY[worst]:
+            worst = f["severity"]
+    return worst
+
+
+def _headline(df) -> tuple[str | None, float | None]:
+    """Best eval exact accuracy (any set), else the negated last train/lm_loss."""
+    evals = [c for c in df.columns if c.startswith("eval/") and c.endswith("/exact_accuracy")]
+    for col in sorted(evals):
+        values = df[col].dropna()
+        if len(values):
+            return col, float(values.max())
+    if "train/lm_loss" in df.columns:
+        values = df["train/lm_loss"].dropna()
+        if len(values):
+            return "train/lm_loss", float(values.iloc[-1])
+    return None, None
+
+
+def rank_runs(summaries: list[RunSummary]) -> list[RunSummary]:
+    """Healthiest first (never-watched runs after the watched ones), then the best headline."""
+
+    def key(s: RunSummary):
+        health = _SEVERITY.get(s.health, 1.5) if s.health is not None else 1.5
+        v = s.headline_value
+        score = 0.0 if v is None else (-v if s.headline and "accuracy" in s.headline else v)
+        return (health, v is None, score, s.path)
+
+    return sorted(summaries, key=key)
 
 
 def human_bytes(n: int) -> str:

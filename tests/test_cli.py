@@ -116,3 +116,29 @@ def test_demo_writes_a_run_and_prints_its_info(tmp_path, capsys):
     assert demo_main(["--root", str(tmp_path), "--no-browser"]) == 0
     out = capsys.readouterr().out
     assert "2 of world size 2" in out and "finished" in out
+
+
+def test_runs_ranks_a_sweep_by_health_then_headline(tmp_path, capsys):
+    import math
+
+    from hrm_doctor.watch.findings_log import FindingsLog
+
+    for name, acc, nan in (("t0", 0.4, False), ("t1", 0.6, False), ("t2", 0.9, True)):
+        with RunWriter(tmp_path / name) as w:
+            for i in range(20):
+                m = {"train/lm_loss": math.nan if nan and i == 19 else 1.0}
+                if i % 10 == 9:
+                    m["eval/all/exact_accuracy"] = acc
+                w.log(m, step=i)
+        assert main(["watch", str(tmp_path / name), "--once"]) == 0
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["path"].split("/")[-1], r["health"]) for r in rows] == [
+        ("t1", "healthy"),
+        ("t0", "healthy"),
+        ("t2", "critical"),
+    ]
+    assert rows[0]["headline"] == "eval/all/exact_accuracy"
+    assert rows[0]["headline_value"] == pytest.approx(0.6)
+    assert FindingsLog(tmp_path / "t0").ids == set()

@@ -82,6 +82,9 @@ class Request:
     finding_id: str | None = None
     requested_at: float | None = None
     error: str | None = None
+    stop: bool = False
+    """`{"action": "stop"}`: stop the run at this step boundary (a checkpoint is saved), e.g. a
+    sweep trial that stays critical after its patches, so the next trial gets the machine."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class Request:
             "finding_id": self.finding_id,
             "requested_at": self.requested_at,
             "error": self.error,
+            "stop": self.stop,
         }
 
     @classmethod
@@ -117,6 +121,11 @@ def parse_request(raw: bytes | str, file_id: str) -> Request:
 
     if data.get("id", file_id) != file_id:
         return reject(f"id {data.get('id')!r} differs from the file name {file_id}.json")
+    action = data.get("action", "patch")
+    if action == "stop":
+        return Request(file_id, {}, finding_id, requested_at, stop=True)
+    if action != "patch":
+        return reject(f"action {action!r}: use 'patch' (the default) or 'stop'")
     overrides = data.get("overrides")
     if not isinstance(overrides, list) or not overrides:
         return reject("'overrides' must be a non-empty list of 'key=value' strings")
@@ -228,6 +237,9 @@ def apply_request(request: Request, hot: HotParams, channel: ControlChannel, ste
     if request.error:
         channel.acknowledge(request, status="rejected", step=step)
         return f"step {step}: patch {request.id} rejected: {request.error}"
+    if request.stop:
+        channel.acknowledge(request, status="applied", step=step)
+        return f"step {step}: stopped by the doctor ({request.finding_id or request.id})"
     before = hot.update(request.values)
     channel.acknowledge(
         request, status="applied", step=step, before=before, after=dict(request.values)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hrm_doctor.control import is_hot, read_ack, write_request
+from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
 
 PATCHES_FILE = "patches.jsonl"
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.@:+-]")
@@ -65,6 +65,7 @@ class PatchManager:
         max_per_hour: int = 6,
         effect_steps: int = 100,
         on_restart: Callable[[Any, list[str]], bool] | None = None,
+        stop_hopeless: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.apply = apply
@@ -72,6 +73,7 @@ class PatchManager:
         self.max_per_hour = max_per_hour
         self.effect_steps = effect_steps
         self.on_restart = on_restart
+        self.stop_hopeless = stop_hopeless
         self.path = self.run_dir / PATCHES_FILE
         self.latest = patch_states(self.run_dir)
         self._by_finding = {r.get("finding_id"): pid for pid, r in self.latest.items()}
@@ -218,6 +220,16 @@ class PatchManager:
                 finding = self._findings.get(r["finding_id"], f)
                 if self.apply and self.on_restart is not None:
                     self.on_restart(finding, list(r["overrides"]))
+                elif self.apply and self.stop_hopeless and f.severity == "critical":
+                    # no supervisor to restart it: stop the trial and free the machine
+                    write_stop_request(self.run_dir, f"stop-{pid}", r["finding_id"])
+                    out.append(
+                        self._record(
+                            pid,
+                            "stopped",
+                            reason="still critical after its patch: the run was asked to stop",
+                        )
+                    )
             elif last_step >= deadline:
                 out.append(
                     self._record(

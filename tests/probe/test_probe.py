@@ -229,3 +229,10 @@ def test_importable_without_the_rest_of_hrm_core() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("quantity", QUANTITIES, ids=lambda q: q.__name__)
+def test_every_quantity_says_what_it_reveals_why_and_the_remedy(quantity) -> None:
+    doc = quantity.__doc__ or ""
+    for section in ("What it reveals", "Why it matters", "Remedy", "Cost"):
+        assert section in doc, f"{quantity.__name__}: no {section!r} in its docstring"

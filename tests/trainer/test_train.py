@@ -191,6 +191,27 @@ def test_a_hot_lr_patch_takes_effect_and_is_acknowledged(tmp_path, train, tiny_a
     ).all()
 
 
+def test_the_doctor_can_stop_a_hopeless_trial(tmp_path, train, tiny_args):
+    from hrm_doctor.control import write_stop_request
+
+    run_dir = tmp_path / "run"
+    args = tiny_args(run_dir, "epochs=160", "probe.enabled=false")
+
+    def doctor() -> None:
+        wait_for(lambda: (run_dir / "telemetry").is_dir() and _last_step(run_dir) >= 3)
+        write_stop_request(run_dir, "stop-1", finding_id="grad-explosion@3")
+
+    thread = threading.Thread(target=doctor)
+    thread.start()
+    assert train(args) == 0  # a clean stop frees the machine (the next sweep job runs)
+    thread.join()
+    ack = json.loads((run_dir / "control" / "acks" / "stop-1.json").read_text())
+    assert ack["status"] == "applied" and ack["finding_id"] == "grad-explosion@3"
+    stopped = int(scalars(run_dir)["step"].max())
+    assert stopped == ack["step"] and stopped < 100  # long before the schedule's end
+    assert [s for s, _ in ckpt.list_checkpoints(run_dir)][-1] == stopped
+
+
 def _last_step(run_dir: Path) -> int:
     try:
         df = RunReader(run_dir).scalars(["train/lm_loss"])
