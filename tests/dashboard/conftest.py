@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,13 @@ def open_page(app_env):
         return at
 
     return open_
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """AppTest runs page scripts as `__main__` and leaves one in sys.modules; a later test that
+    spawns processes (torch.multiprocessing) would then re-run that page in its children."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
