@@ -73,6 +73,8 @@ def status_of(findings: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> st
     """The most severe finding's severity, or "healthy"."""
     worst = "healthy"
     for f in findings:
+        if f.get("superseded"):  # made on a branch that a rollback abandoned
+            continue
         sev = str(f.get("severity", "info"))
         if _RANK.get(sev, 0) > _RANK[worst]:
             worst = sev
@@ -88,9 +90,13 @@ def read_findings(run: str | Path) -> list[dict[str, Any]] | None:
     path = Path(run) / FINDINGS_FILE
     if not path.exists():
         return None
+    from hrm_doctor.supervisor import read_lineage
+
+    superseded = {i for e in read_lineage(run) for i in e.get("superseded_findings", [])}
     by_id: dict[str, dict[str, Any]] = {}
     for i, f in enumerate(read_jsonl(path)):
-        by_id[str(f.get("id", f"#{i}"))] = f
+        fid = str(f.get("id", f"#{i}"))
+        by_id[fid] = dict(f, superseded=True) if fid in superseded else f
     return list(by_id.values())
 
 

@@ -1,65 +1,143 @@
-"""`make demo`: the main job on an embedded default.
+"""`make demo`: the main job on an embedded default, in a few minutes on a laptop's CPU.
 
-Until the trainer lands this writes a small synthetic two-rank run (a healthy warm-up, then a
-gradient explosion) under runs/demo and prints `hrm-doctor info` of it.
+1. builds the small 4x4 Sudoku data of the smoke experiment (once);
+2. starts two smoke-sized HRM runs under runs/, each supervised by `hrm-doctor run --apply`:
+   a healthy one, and one with a learning rate that blows it up (lr=10, no warmup), which the
+   doctor heals (here: a rollback and restart with the recipe's settings);
+3. serves the dashboard at http://127.0.0.1:8501 until Ctrl-C, which stops everything it started.
+
+`--no-browser` runs the same to completion without the server (CI) and prints the verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-import numpy as np
+HEALTHY = "demo-healthy"
+BAD_LR = "demo-bad-lr"
+BAD_OVERRIDES = ("lr=10", "lr_warmup_steps=0")
 
-from hrm_doctor import RunWriter
-from hrm_doctor.cli import main as cli_main
+
+def _bin(name: str) -> str:
+    """A console script of this environment (next to the running Python)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
 
 
-def write_synthetic_run(
-    run_dir: Path, steps: int = 2000, world_size: int = 2, seed: int = 0
-) -> Path:
-    """A plausible HRM run: lm_loss decays, grad norm steady, then explodes at 80% of the run."""
-    rng = np.random.default_rng(seed)
-    onset = int(steps * 0.8)
-    config = {"lr": 1e-4, "global_batch_size": 768, "arch": {"halt_max_steps": 16}}
-    for rank in range(world_size):
-        with RunWriter(
-            run_dir, config=config, rank=rank, world_size=world_size, program="hrm-doctor demo"
-        ) as w:
-            for step in range(steps):
-                grow = math.exp((step - onset) / 40) if step >= onset else 1.0
-                w.log(
-                    {
-                        "train/lm_loss": 2.4 * math.exp(-step / 600)
-                        + 0.3
-                        + 0.02 * rng.standard_normal(),
-                        "train/accuracy": min(0.99, 0.1 + step / steps),
-                        "train/steps": 8 + rng.standard_normal(),
-                        "train/lr": 1e-4 * min(1.0, step / 200),
-                        "grad/norm": (1.0 + 0.1 * rng.standard_normal()) * grow,
-                        "sys/step_time_s": 0.05 + 0.002 * rng.standard_normal(),
-                        "act/halt_steps": rng.integers(1, 17, size=32),
-                    },
-                    step=step,
-                )
-    return run_dir
+def build_data(data_path: Path) -> None:
+    from hrm_core.config import load_config
+    from hrm_core.data import ensure_dataset
+
+    cfg = load_config(["experiment=smoke", f"data_path={data_path}"])
+    ensure_dataset(cfg.data_path, cfg.data_build)
+
+
+def supervised(run_dir: Path, data_path: Path, *overrides: str) -> list[str]:
+    return [
+        _bin("hrm-doctor"),
+        "run",
+        "--apply",
+        "--",
+        _bin("hrm-train"),
+        "experiment=smoke",
+        f"run_dir={run_dir}",
+        f"data_path={data_path}",
+        *overrides,
+    ]
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def verdicts(root: Path) -> int:
+    """Print `hrm-doctor runs` and each demo run's diagnosis; 0 when both ended healthy."""
+    from hrm_doctor.cli import main as cli
+
+    cli(["runs", str(root)])
+    worst = 0
+    for name in (HEALTHY, BAD_LR):
+        print(f"\n== hrm-doctor explain --run {root / name}")
+        rc = cli(["explain", "--run", str(root / name), "--fail-on", "warning"])
+        worst = max(worst, rc)
+    print(f"\n== what the doctor did to {BAD_LR}")
+    cli(["info", str(root / BAD_LR)])
+    return worst
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default="runs", help="where to put the demo run (default: runs)")
-    ap.add_argument("--no-browser", action="store_true", help="do not serve the dashboard")
+    ap.add_argument("--root", default="runs", help="where the demo runs go (default: runs)")
+    ap.add_argument("--data", default="data/smoke-sudoku-4x4", help="the smoke data set")
+    ap.add_argument("--no-browser", action="store_true", help="run to completion, no dashboard")
+    ap.add_argument("--port", type=int, default=8501)
     args = ap.parse_args(argv)
-    run_dir = Path(args.root) / "demo"
-    if run_dir.exists():
-        import shutil
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    root, data = Path(args.root), Path(args.data)
+    root.mkdir(parents=True, exist_ok=True)
+    import shutil
 
-        shutil.rmtree(run_dir)
-    write_synthetic_run(run_dir)
-    print(f"wrote a synthetic run to {run_dir}\n")
-    return cli_main(["info", str(run_dir)])
+    for name in (HEALTHY, BAD_LR):  # a fresh demo each time
+        shutil.rmtree(root / name, ignore_errors=True)
+
+    print(f"hrm-doctor demo: building the 4x4 Sudoku data in {data} (once)", flush=True)
+    build_data(data)
+    logs = {name: open(root / f"{name}.log", "w") for name in (HEALTHY, BAD_LR)}  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            supervised(root / HEALTHY, data), stdout=logs[HEALTHY], stderr=subprocess.STDOUT
+        ),
+        subprocess.Popen(
+            supervised(root / BAD_LR, data, *BAD_OVERRIDES),
+            stdout=logs[BAD_LR],
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    print(
+        f"hrm-doctor demo: training {root / HEALTHY} and {root / BAD_LR} ({' '.join(BAD_OVERRIDES)}),"
+        f" each under `hrm-doctor run --apply`; logs in {root}/*.log",
+        flush=True,
+    )
+    server = None
+    try:
+        if not args.no_browser:
+            server = subprocess.Popen(
+                [_bin("hrm-doctor"), "dashboard", str(root), "--port", str(args.port)]
+            )
+        for p in procs:
+            p.wait()
+        for name, f in logs.items():
+            f.close()
+            print(f"hrm-doctor demo: {name} done; the doctor said:")
+            for line in (root / f"{name}.log").read_text().splitlines():
+                if line.startswith(("hrm-doctor:", "[")):
+                    print(f"  {line}")
+        rc = verdicts(root)
+        if server is not None:
+            print(
+                f"\nThe dashboard is at http://127.0.0.1:{args.port} (Ctrl-C to stop).", flush=True
+            )
+            server.wait()
+        return rc
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        _stop(procs + ([server] if server is not None else []))
 
 
 if __name__ == "__main__":

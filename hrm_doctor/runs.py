@@ -131,8 +131,13 @@ def _health(run: Path) -> str | None:
 
     if not (run / FINDINGS_FILE).exists():
         return None
+    from hrm_doctor.supervisor import read_lineage
+
+    superseded = {i for e in read_lineage(run) for i in e.get("superseded_findings", [])}
     worst = "healthy"
     for f in read_findings(run):
+        if f.get("id") in superseded:
+            continue
         if _SEVERITY.get(f.get("severity"), 0) > _SEVERITY[worst]:
             worst = f["severity"]
     return worst

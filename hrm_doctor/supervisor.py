@@ -153,6 +153,11 @@ class Supervisor:
             step, path, skip = 0, None, 0
             extra = [*self.overrides, "resume=never"]
         self.restarts += 1
+        from hrm_doctor.watch.findings_log import read_findings
+
+        # the findings of the abandoned branch stay in findings.jsonl (the record) but no
+        # longer describe the run: `hrm-doctor runs` and the dashboard judge the new timeline
+        superseded = [f["id"] for f in read_findings(self.run_dir) if f["first_step"] >= step]
         entry = {
             "event": "restart",
             "time": time.time(),
@@ -163,6 +168,7 @@ class Supervisor:
             "checkpoint": str(path) if path else None,
             "skip_batches": skip,
             "overrides": self.overrides,
+            "superseded_findings": superseded,
         }
         with open(self.run_dir / LINEAGE_FILE, "a") as f:
             f.write(json.dumps(entry) + "\n")

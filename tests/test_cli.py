@@ -110,14 +110,6 @@ def test_cli_import_pulls_in_nothing_heavy():
     assert out.stdout.strip() == ""
 
 
-def test_demo_writes_a_run_and_prints_its_info(tmp_path, capsys):
-    from hrm_doctor.demo import main as demo_main
-
-    assert demo_main(["--root", str(tmp_path), "--no-browser"]) == 0
-    out = capsys.readouterr().out
-    assert "2 of world size 2" in out and "finished" in out
-
-
 def test_runs_ranks_a_sweep_by_health_then_headline(tmp_path, capsys):
     import math
 

@@ -13,12 +13,16 @@ examples:
   hrm-doctor rules lint my_rules.yaml    exit 1 and one file:line:col line per problem
   hrm-doctor rules test                  the built-in packs' unit tests
   hrm-doctor rules test my_tests.yaml    series in, expected findings out (promtool style)
+  hrm-doctor rules docs                  regenerate docs/packs/<pack>.md from the packs
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
-        dest="rules_command", metavar="{list,lint,test}", required=True, parser_class=type(parser)
+        dest="rules_command",
+        metavar="{list,lint,test,docs}",
+        required=True,
+        parser_class=type(parser),
     )
     p = sub.add_parser("list", help="list the packs and their rules")
     p.add_argument(
@@ -39,9 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-v", "--verbose", action="store_true", help="print every test, not only failures"
     )
 
+    p = sub.add_parser("docs", help="write one Markdown page per built-in pack (docs/packs/)")
+    p.add_argument("--out", default="docs/packs", help="directory (default: docs/packs)")
+
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": _list, "lint": _lint, "test": _test}[args.rules_command](args)
+    return {"list": _list, "lint": _lint, "test": _test, "docs": _docs}[args.rules_command](args)
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from hrm_doctor.engine.packdocs import write_pack_docs
+
+    for path in write_pack_docs(args.out):
+        print(path)
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

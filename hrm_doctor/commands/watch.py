@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hrm_doctor.engine.packs import load_rule_set
     from hrm_doctor.errors import UserError
-    from hrm_doctor.watch.alerts import CommandAlerter
+    from hrm_doctor.watch.alerts import CommandAlerter, WandbAlerter
     from hrm_doctor.watch.console import LiveConsole, PlainConsole
     from hrm_doctor.watch.daemon import Daemon
     from hrm_doctor.watch.lock import RunLocked
@@ -63,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
     live = sys.stdout.isatty() and not args.plain and not args.once
     console = LiveConsole() if live else PlainConsole()
     alerter = CommandAlerter(args.on_finding) if args.on_finding else None
+    wandb_alerter = WandbAlerter()  # only acts on runs whose W&B mode is online
 
-    def on_finding(run: str, finding, now: float) -> None:
+    def on_finding(run: str, finding, now: float, run_dir) -> None:
         if alerter is not None:
-            alerter(run, finding, now)
+            alerter(run, finding, now, run_dir)
+        try:
+            wandb_alerter(run, finding, now, run_dir)
+        except Exception as exc:  # W&B down or misconfigured: never stop the daemon for it
+            console.note(f"W&B alert for {run} failed: {exc}")
 
     from hrm_doctor.watch.patches import PatchManager
 
@@ -100,3 +105,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if alerter is not None:
             alerter.close()
+        wandb_alerter.close()

@@ -21,7 +21,7 @@ _SAFETY_POLL_S = 10.0
 class Daemon:
     """Follow a run, or every run under a root, until `stop` is set.
 
-    `on_finding(run_name, finding, now)` is called for each newly written finding (alerts,
+    `on_finding(run_name, finding, now, run_dir)` is called for each newly written finding (alerts,
     patches). Locked runs (another daemon watches them) are skipped with a note; when the
     target is itself a locked run, `RunLocked` propagates.
     """
@@ -34,7 +34,7 @@ class Daemon:
         console: Any,
         poll: bool = False,
         tick_s: float = 1.0,
-        on_finding: Callable[[str, Any, float], None] | None = None,
+        on_finding: Callable[[str, Any, float, Path], None] | None = None,
         patches: Callable[[Path], Any] | None = None,
     ) -> None:
         self.target = Path(target)
@@ -84,7 +84,7 @@ class Daemon:
         for f in found:
             self.console.finding(name, f)
             if self.on_finding is not None:
-                self.on_finding(name, f, now)
+                self.on_finding(name, f, now, m.run_dir)
         for r in m.patch_events:
             self.console.note(_describe_patch(name, r))
         m.patch_events = []
