@@ -21,6 +21,7 @@ PAGES = {
         icon=":material/compare_arrows:",
         url_path="compare",
     ),
+    "study": st.Page("app_pages/study.py", title="Study", icon=":material/tune:", url_path="study"),
     "run": st.Page("app_pages/run.py", title="Run", icon=":material/monitoring:", url_path="run"),
     "act": st.Page("app_pages/act.py", title="ACT", icon=":material/timer:", url_path="act"),
     "embeddings": st.Page(
@@ -40,7 +41,7 @@ st.session_state[ui.PAGES_KEY] = PAGES
 
 page = st.navigation(
     {
-        "All runs": [PAGES["runs"], PAGES["compare"]],
+        "All runs": [PAGES["runs"], PAGES["compare"], PAGES["study"]],
         "One run": [PAGES["run"], PAGES["act"], PAGES["embeddings"], PAGES["diagnosis"]],
     }
 )

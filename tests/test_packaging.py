@@ -104,3 +104,40 @@ def test_installed_cli_runs_outside_the_checkout(wheel, tmp_path):
         text=True,
     )
     assert out.returncode == 0 and "hrm-doctor" in out.stdout
+
+
+@pytest.mark.slow
+def test_installed_package_finds_the_builtin_packs_and_tests(wheel, tmp_path):
+    """The packs and their tests are package data read through importlib.resources."""
+    import json
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = dict(os.environ, PYTHONPATH=str(site))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def run(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, *args], cwd=work, env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout
+
+    packs = {r["pack"] for r in json.loads(run("-m", "hrm_doctor", "rules", "list", "--json"))}
+    assert packs == {"config", "core", "act", "hierarchy", "puzzle_emb", "distributed", "perf"}
+    assert run("-c", "import rules; print(rules.pack_files()[0])").startswith(str(site))
+    assert int(run("-c", "import rules; print(len(rules.test_files()))")) >= 7

@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runs",
     "watch",
     "run",
+    "tune",
     "explain",
     "rules",
     "dashboard",

@@ -20,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rules", nargs="+", metavar="PACK", help="packs (default: all built-in)")
     parser.add_argument("--max-restarts", type=int, default=3, metavar="K", help="default: 3")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the training command")
+    parser.add_argument(
+        "train_command",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="-- then the training command",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from hrm_doctor.supervisor import Supervisor
     from hrm_doctor.watch.console import PlainConsole
 
-    command = list(args.command)
+    command = list(args.train_command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:

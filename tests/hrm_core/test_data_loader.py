@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import reference_fixture
 
 from hrm_core.data import (
     IGNORE_LABEL,
@@ -21,15 +21,6 @@ from hrm_core.data import (
     reference_total_steps,
 )
 from hrm_doctor.errors import UserError
-
-
-def reference_fixture() -> Path:
-    """`shared/fixtures/reference-arc-mini`, next to or inside the checkout."""
-    for root in Path(__file__).resolve().parents:
-        candidate = root / "shared" / "fixtures" / "reference-arc-mini"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/fixtures/reference-arc-mini not found")
 
 
 @pytest.fixture(scope="module")

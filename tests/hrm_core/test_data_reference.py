@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import reference_fixture
 
 from hrm_core.data import (
     IGNORE_LABEL,
@@ -18,15 +19,6 @@ from hrm_core.data import (
     open_splits,
 )
 from hrm_doctor.errors import UserError
-
-
-def reference_fixture() -> Path:
-    """`shared/fixtures/reference-arc-mini`, next to or inside the checkout."""
-    for root in Path(__file__).resolve().parents:
-        candidate = root / "shared" / "fixtures" / "reference-arc-mini"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/fixtures/reference-arc-mini not found")
 
 
 def test_reference_metadata_and_shapes():

@@ -1,0 +1,172 @@
+"""`hrm-doctor tune [...] -- hrm-train ...`: a doctor-guided hyperparameter search (Optuna)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "tune"
+HELP = "search hyperparameters with Optuna; the doctor prunes each trial it finds critically sick"
+EXAMPLES = """\
+examples:
+  hrm-doctor tune --trials 8 --budget-steps 200 -- hrm-train experiment=smoke
+  hrm-doctor tune --space space.yaml --study sudoku -- hrm-train task=sudoku_extreme_1k
+  hrm-doctor tune --storage postgresql://tune@db:5432/optuna --study arc --root runs/arc -- hrm-train task=arc1
+  hrm-doctor tune --report sudoku                        best trials, pruned trials, report.html
+
+a space file maps Hydra keys to one of log/uniform/int/choice:
+  lr: {log: [1.0e-5, 1.0e-2]}
+  arch.H_cycles: {choice: [1, 2, 3]}
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--trials", type=int, default=20, metavar="N", help="trials in the study (default: 20)")
+    a(
+        "--budget-steps",
+        type=int,
+        metavar="S",
+        help="max_steps of each trial (default: its schedule)",
+    )
+    a("--space", metavar="FILE", help="search space YAML (default: the task preset's)")
+    a("--cycles", action="store_true", help="also search arch.H_cycles and arch.L_cycles")
+    a("--storage", metavar="URL", help="Optuna storage URL (default: sqlite ROOT/study.db)")
+    a("--study", metavar="NAME", help="study name (default: the task preset, else 'study')")
+    a("--root", metavar="DIR", help="where trial runs go (default: runs/tune-STUDY)")
+    a("--metric", default=None, metavar="NAME", help="objective (default: eval/all/exact_accuracy)")
+    a("--prune-on", default="critical", choices=("critical", "warning", "never"),
+      help="finding severity that prunes a trial (default: critical)")  # fmt: skip
+    a("--sampler", default="tpe", choices=("tpe", "random", "grid"), help="default: tpe")
+    a("--pruner", default="none", choices=("none", "median"),
+      help="Optuna's own pruner on eval values, besides the doctor (default: none)")  # fmt: skip
+    a("--seed", type=int, metavar="N", help="sampler seed")
+    a("--rules", nargs="+", metavar="PACK", help="packs (default: all built-in)")
+    a("--report", metavar="STUDY", help="report on a study instead of running trials")
+    a("--html", metavar="FILE", help="with --report: the HTML file (default: ROOT/report.html)")
+    # not `command`: cli.main reads args.command as the verb's name
+    a("train_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the training command")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hrm_doctor.errors import UserError
+    from hrm_doctor.tune.report import text_report, write_html
+    from hrm_doctor.tune.storage import (
+        STUDY_FILE,
+        default_root,
+        open_storage,
+        redact,
+        resolve_storage,
+    )
+
+    root = Path(args.root) if args.root else default_root(args.report)
+    if args.storage is None and not (root / STUDY_FILE).is_file():
+        raise UserError(f"{root / STUDY_FILE}: no such study file (give --root or --storage)")
+    url = resolve_storage(args.storage, root)
+    storage = open_storage(url, heartbeat=False)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=args.report, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UserError(
+            f"{redact(url)}: no study named {args.report!r} (there: {', '.join(names) or 'none'})"
+        ) from None
+    print(text_report(study, redact(url)))
+    html_path = write_html(
+        study, Path(args.html) if args.html else root / "report.html", redact(url)
+    )
+    print(f"\nHTML report: {html_path}")
+    return 0
+
+
+def _executable(name: str) -> str:
+    """The program to launch: on PATH, or beside this Python (a venv that was not activated)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from hrm_doctor.errors import UserError
+
+    if shutil.which(name):
+        return name
+    beside = Path(sys.executable).parent / name
+    if "/" not in name and beside.is_file():
+        return str(beside)
+    raise UserError(f"{name}: cannot start the training command (not found on PATH)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from pathlib import Path
+
+    from hrm_doctor.errors import UserError
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UserError("optuna is not installed: pip install 'optuna>=4,<6'") from None
+    if args.report:
+        return _report(args)
+    from hrm_doctor.tune.space import default_space, load_space, preset_of
+    from hrm_doctor.tune.storage import default_root, redact, resolve_storage
+    from hrm_doctor.tune.study import DEFAULT_METRIC, TuneSettings, run_study
+
+    command = list(args.train_command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UserError("no training command: use `hrm-doctor tune [...] -- hrm-train ...`")
+    executable = _executable(command[0])
+    if args.trials < 1:
+        raise UserError(f"--trials {args.trials}: must be >= 1")
+    if args.budget_steps is not None and args.budget_steps < 1:
+        raise UserError(f"--budget-steps {args.budget_steps}: must be >= 1")
+    preset = preset_of(command)
+    space = load_space(args.space) if args.space else default_space(preset, cycles=args.cycles)
+    study_name = args.study or preset or "study"
+    root = Path(args.root) if args.root else default_root(study_name)
+    url = resolve_storage(args.storage, root)
+    settings = TuneSettings(
+        command=command,
+        space=space,
+        root=root,
+        storage_url=url,
+        study_name=study_name,
+        trials=args.trials,
+        budget_steps=args.budget_steps,
+        metric=args.metric or DEFAULT_METRIC,
+        prune_on=args.prune_on,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        seed=args.seed,
+        rules=args.rules,
+        executable=executable,
+    )
+    if args.sampler == "grid":
+        space.grid()  # fails early when the space is not all choices
+
+    def say(text: str) -> None:
+        print(f"hrm-doctor tune: {text}", flush=True)
+
+    say(f"study {study_name} in {redact(url)}; space: {space.source}; trials under {root}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        study = run_study(settings, console=say, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        return 130
+    except FileNotFoundError as exc:
+        raise UserError(
+            f"{command[0]}: cannot start the training command ({exc.strerror})"
+        ) from None
+    from hrm_doctor.tune.report import text_report
+
+    print(text_report(study, redact(url)))
+    print(f"\nfull report: hrm-doctor tune --report {study_name} --root {root}")
+    return 130 if stop.is_set() else 0
