@@ -51,7 +51,7 @@ class Daemon:
 
     def _name(self, run: Path) -> str:
         try:
-            rel = run.relative_to(self.target)
+            rel = run.resolve().relative_to(self.target.resolve())
         except ValueError:
             return str(run)
         return str(rel) if str(rel) != "." else run.name
@@ -73,7 +73,7 @@ class Daemon:
                 if run == self.target.resolve():
                     raise
                 self._skipped.add(run)
-                self.console.note(f"skipping {self._name(run)}: {exc}")
+                self.console.note(f"skipping: {exc}")
                 continue
             self._by_path[run] = m
             self.monitors[self._name(run)] = m
