@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "tune",
     "explain",
+    "import_",
     "rules",
     "dashboard",
 )

@@ -12,6 +12,7 @@ examples:
   hrm-doctor watch runs/                         every run under runs/, new runs picked up as they appear
   hrm-doctor watch runs/exp42 --once             evaluate what is there, write findings, exit (cron, scripts)
   hrm-doctor watch runs/ --on-finding 'notify-send hrm-doctor "$(jq -r .message)"'
+  hrm-doctor watch wandb/latest-run              a run of the reference trainer, converted as it grows
 """
 
 
@@ -38,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--plain", action="store_true", help="plain log lines even on a terminal (no live table)"
+    )
+    parser.add_argument(
+        "--into",
+        metavar="DIR",
+        help="for a W&B run or TensorBoard logdir: where its converted run goes "
+        "(default: SRC/../hrm-doctor/NAME)",
     )
 
 
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         tick_s=args.tick,
         on_finding=on_finding,
         patches=lambda run: PatchManager(run, apply=args.apply),
+        into=args.into,
     )
     try:
         if args.once:

@@ -66,9 +66,10 @@ class Chunk:
     records: list[bytes] = field(default_factory=list)
     end_offset: int = 0  # the offset after the last complete record: the next cursor
     partial_tail: bool = False  # bytes after end_offset that do not (yet) form a record
+    at_eof: bool = True  # False: stopped at `max_bytes`, more complete records may follow
 
 
-def read_records(path: Path, offset: int = 0) -> Chunk:
+def read_records(path: Path, offset: int = 0, max_bytes: int = 16 << 20) -> Chunk:
     """Read the complete records of `path` from `offset` (0, or a previous `end_offset`).
 
     A record cut off at the end of the file (the writer is still writing, or was killed) is not
@@ -81,8 +82,9 @@ def read_records(path: Path, offset: int = 0) -> Chunk:
             check_file_header(path, head)
             offset = FILE_HEADER.size
         f.seek(offset)
-        data = f.read()
-    chunk = Chunk(end_offset=offset)
+        data = f.read(max_bytes)
+        at_eof = len(data) < max_bytes or not f.read(1)
+    chunk = Chunk(end_offset=offset, at_eof=at_eof)
     pos = 0  # position in `data`; file offset = offset + pos
     n = len(data)
     pieces: list[bytes] = []
@@ -102,8 +104,7 @@ def read_records(path: Path, offset: int = 0) -> Chunk:
             break
         if rtype not in _TYPE_CRC or length > left_in_block - RECORD_HEADER.size:
             raise WandbLogError(
-                f"{path}: corrupt W&B log at byte {file_pos} (record type {rtype}, "
-                f"length {length})"
+                f"{path}: corrupt W&B log at byte {file_pos} (record type {rtype}, length {length})"
             )
         start = pos + RECORD_HEADER.size
         if start + length > n:
@@ -130,7 +131,9 @@ def read_records(path: Path, offset: int = 0) -> Chunk:
             chunk.records.append(b"".join(pieces))
             pieces = []
             chunk.end_offset = offset + pos
-    chunk.partial_tail = chunk.end_offset < offset + n and any(data[chunk.end_offset - offset :])
+    chunk.partial_tail = (
+        at_eof and chunk.end_offset < offset + n and any(data[chunk.end_offset - offset :])
+    )
     return chunk
 
 

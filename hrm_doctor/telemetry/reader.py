@@ -41,6 +41,35 @@ class _Block:
     values: np.ndarray  # float32 [n, k]
 
 
+class _Run:
+    """Scalar frames of one key set read in a row, joined into one block when the run ends."""
+
+    __slots__ = ("keys", "steps", "times", "values")
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] | None = None
+        self.steps: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def add(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        self.steps.append(steps)
+        self.times.append(times)
+        self.values.append(values)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(self.steps) == 1:
+            out = (self.steps[0], self.times[0], self.values[0])
+        else:
+            out = (
+                np.concatenate(self.steps),
+                np.concatenate(self.times),
+                np.concatenate(self.values),
+            )
+        self.steps, self.times, self.values = [], [], []
+        return out
+
+
 @dataclass(slots=True)
 class _TensorBlock:
     rank: int
@@ -142,30 +171,41 @@ class RunReader:
         except OSError:
             return False
         before = len(self._blocks) + len(self._tensor_blocks)
-        end = 0
-        try:
-            for frame in schema.decode_frames(buf):
-                self._apply_frame(seg, frame)
-                end = frame.end
-        except Exception:  # a frame that passed its CRC but does not decode: stop here
-            seg.bad_at = seg.offset + end
-        seg.offset += end
-        return len(self._blocks) + len(self._tensor_blocks) > before
-
-    def _apply_frame(self, seg: _Segment, frame: schema.Frame) -> None:
         sess = self._sessions.get((seg.rank, seg.session))
         if sess is None:
             sess = self._sessions[(seg.rank, seg.session)] = _Session(seg.rank, seg.session)
+        # Consecutive frames of one key set become one block: a slow run flushes a row or two
+        # per frame, and per-block work (not per-frame decoding) is what would dominate a read.
+        run = _Run()
+        end = 0
+        try:
+            for frame in schema.decode_frames(buf):
+                if frame.kind == schema.KIND_SCALARS:
+                    kid, steps, times, values = schema.decode_scalars(frame.payload, seg.keys)
+                    if len(steps):
+                        if run.keys is not seg.keys[kid]:
+                            self._close_run(run, seg, sess)
+                            run.keys = seg.keys[kid]
+                        run.add(steps, times, values)
+                else:
+                    self._apply_frame(seg, sess, frame)
+                end = frame.end
+        except Exception:  # a frame that passed its CRC but does not decode: stop here
+            seg.bad_at = seg.offset + end
+        self._close_run(run, seg, sess)
+        seg.offset += end
+        return len(self._blocks) + len(self._tensor_blocks) > before
+
+    def _close_run(self, run: _Run, seg: _Segment, sess: _Session) -> None:
+        if run.keys is None or not run.steps:
+            return
+        steps, times, values = run.take()
+        self._blocks.append(_Block(seg.rank, seg.session, steps, times, run.keys, values))
+        self._note_steps(sess, steps, times)
+
+    def _apply_frame(self, seg: _Segment, sess: _Session, frame: schema.Frame) -> None:
         kind = frame.kind
-        if kind == schema.KIND_SCALARS:
-            widths = {k: len(v) for k, v in seg.keys.items()}
-            kid, steps, times, values = schema.decode_scalars(frame.payload, widths)
-            if len(steps):
-                self._blocks.append(
-                    _Block(seg.rank, seg.session, steps, times, seg.keys[kid], values)
-                )
-                self._note_steps(sess, steps, times)
-        elif kind == schema.KIND_TENSOR:
+        if kind == schema.KIND_TENSOR:
             tid, steps, arrays = schema.decode_tensor(frame.payload)
             if len(steps):
                 self._tensor_blocks.append(

@@ -144,10 +144,10 @@ def decode_json(payload: memoryview) -> Any:
     return json.loads(bytes(payload))
 
 
-def decode_scalars(payload: memoryview, width_of: dict[int, int]):
+def decode_scalars(payload: memoryview, keys_of: dict[int, tuple[str, ...]]):
     """(keys_id, steps int64 [n], times float64 [n], values float32 [n, k]); zero-copy views."""
     keys_id, n = _ROWS.unpack_from(payload, 0)
-    k = width_of[keys_id]
+    k = len(keys_of[keys_id])
     pos = _ROWS.size
     steps = np.frombuffer(payload, dtype="<i8", count=n, offset=pos)
     pos += 8 * n

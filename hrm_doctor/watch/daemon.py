@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hrm_doctor.interop.follow import open_follower
 from hrm_doctor.runs import find_runs
 from hrm_doctor.watch.lock import RunLocked
 from hrm_doctor.watch.monitor import RunMonitor
@@ -36,8 +37,19 @@ class Daemon:
         tick_s: float = 1.0,
         on_finding: Callable[[str, Any, float, Path], None] | None = None,
         patches: Callable[[Path], Any] | None = None,
+        into: str | Path | None = None,
     ) -> None:
         self.target = Path(target)
+        # A W&B run or TensorBoard logdir is converted as it grows (hrm_doctor.interop) into a
+        # run directory, which is then watched like any run; its files change only when we
+        # convert, so it is polled right after each conversion.
+        self.follower = open_follower(self.target, into)
+        if self.follower is not None:
+            console.note(
+                f"following {self.target} ({self.follower.kind}) into {self.follower.run_dir}"
+            )
+            self.target = self.follower.run_dir
+            poll = True
         self.rule_set = rule_set
         self.console = console
         self.source = ChangeSource(self.target, poll=poll, tick_s=tick_s)
@@ -92,6 +104,8 @@ class Daemon:
     def once(self) -> int:
         """Evaluate what is there now, write the findings, and return how many were new."""
         try:
+            if self.follower is not None:
+                self.follower.update(final=True)
             self.discover()
             now = time.time()
             total = 0
@@ -106,12 +120,17 @@ class Daemon:
     def close(self) -> None:
         for m in self._by_path.values():
             m.close()
+        if self.follower is not None:
+            self.follower.close()
+            self.follower = None
 
     def run(self, stop: threading.Event) -> None:
         self.console.start()
         last_tick = last_safety = time.monotonic()
         try:
             for changed in self.source.changes(stop):
+                if self.follower is not None:
+                    self.follower.update()
                 now = time.time()
                 mono = time.monotonic()
                 if RESCAN in changed:
