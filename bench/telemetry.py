@@ -181,6 +181,19 @@ def ours_one_row_frames(root: Path, metrics: int, steps: int = 2000) -> dict[str
     return {"bytes_per_value": size / (steps * metrics)}
 
 
+def bench_slow_run_read(root: Path, steps: int = 100_000, metrics: int = 10) -> float:
+    """A run that flushes one row per frame (a real run at ~1 step per flush): full-read seconds."""
+    from hrm_doctor import RunReader, RunWriter
+
+    names = [f"m/{i}" for i in range(metrics)]
+    run = root / "slow"
+    with RunWriter(run) as w:
+        for i in range(steps):
+            w.log(dict.fromkeys(names, float(i)), step=i)
+            w.flush()
+    return min(_timed(lambda: RunReader(run).scalars()) for _ in range(2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100_000)
@@ -224,6 +237,8 @@ def main() -> None:
             f"one row per flush (a slow real run): hrm-doctor frames {mine['bytes_per_value']:.2f} B/value,"
             f" Arrow IPC stream {arrow['bytes_per_value']:.2f} B/value"
         )
+        slow = bench_slow_run_read(root)
+        print(f"one row per frame, 100,000 steps x 10 metrics: full read {slow:.2f} s")
         if not args.skip_ranks:
             r = bench_ranks(root, m)
             print(
