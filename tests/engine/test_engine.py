@@ -4,7 +4,7 @@ time-based rules fire with no new data; absent metrics make a rule skip, said on
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import healthy, sick
+from engine_helpers import healthy, sick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

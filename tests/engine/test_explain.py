@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import healthy, sick
+from engine_helpers import healthy, sick
 
 from hrm_doctor.cli import main
 from hrm_doctor.engine.synth import write_run

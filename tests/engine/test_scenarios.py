@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import healthy
+from engine_helpers import healthy
 
 from hrm_doctor.cli import main
 from hrm_doctor.engine import synth

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
@@ -58,12 +57,3 @@ def make_batch() -> Callable[..., dict[str, torch.Tensor]]:
         }
 
     return factory
-
-
-def reference_fixture() -> Path:
-    """`shared/fixtures/reference-arc-mini`, next to or inside the checkout."""
-    for root in Path(__file__).resolve().parents:
-        candidate = root / "shared" / "fixtures" / "reference-arc-mini"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("shared/fixtures/reference-arc-mini not found")

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import reference_fixture
+from hrm_core_helpers import reference_fixture
 
 from hrm_core.data import (
     IGNORE_LABEL,

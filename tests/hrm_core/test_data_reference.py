@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import reference_fixture
+from hrm_core_helpers import reference_fixture
 
 from hrm_core.data import (
     IGNORE_LABEL,

@@ -48,6 +48,9 @@ def _gloo_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     try:
         table = _train(*_fixture_data(), rank=rank, world=world)
         torch.save(table, Path(out_dir) / f"rank{rank}.pt")
+        # neither rank tears gloo down while the other may still be talking to it (a peer gone
+        # mid-exchange aborts the process: "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

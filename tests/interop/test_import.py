@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import BAD_STEP
+from interop_helpers import BAD_STEP
 
 from hrm_doctor import RunReader
 from hrm_doctor.cli import main

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BAD_STEP, write_foreign_run
+from interop_helpers import BAD_STEP, write_foreign_run
 
 
 def _wait_for(predicate, timeout_s: float, what: str):

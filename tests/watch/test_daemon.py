@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import BIN, findings, healthy_steps, nan_step, wait_for
+from watch_helpers import BIN, findings, healthy_steps, nan_step, wait_for
 
 from hrm_doctor import RunWriter
 
