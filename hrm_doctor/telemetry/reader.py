@@ -39,18 +39,25 @@ class _Block:
     values: np.ndarray  # float32 [n, k]
 
 
+# Small frames are joined into blocks of about this many rows; a frame this big stays alone (no
+# copy: joining large frames would only add a pass over the data).
+_JOIN_ROWS = 4096
+
+
 class _Run:
     """Scalar frames of one key set read in a row, joined into one block when the run ends."""
 
-    __slots__ = ("keys", "steps", "times", "values")
+    __slots__ = ("keys", "rows", "steps", "times", "values")
 
     def __init__(self) -> None:
         self.keys: tuple[str, ...] | None = None
+        self.rows = 0
         self.steps: list[np.ndarray] = []
         self.times: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
 
     def add(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        self.rows += len(steps)
         self.steps.append(steps)
         self.times.append(times)
         self.values.append(values)
@@ -65,6 +72,7 @@ class _Run:
                 np.concatenate(self.values),
             )
         self.steps, self.times, self.values = [], [], []
+        self.rows = 0
         return out
 
 
@@ -181,7 +189,7 @@ class RunReader:
                 if frame.kind == schema.KIND_SCALARS:
                     kid, steps, times, values = schema.decode_scalars(frame.payload, seg.keys)
                     if len(steps):
-                        if run.keys is not seg.keys[kid]:
+                        if run.keys is not seg.keys[kid] or run.rows >= _JOIN_ROWS:
                             self._close_run(run, seg, sess)
                             run.keys = seg.keys[kid]
                         run.add(steps, times, values)
