@@ -67,51 +67,10 @@ def test_wheel_carries_packages_and_data(wheel):
     )
 
 
-@pytest.mark.slow
-def test_installed_cli_runs_outside_the_checkout(wheel, tmp_path):
-    target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    env = dict(os.environ, PYTHONPATH=str(target))
-    code = "import hrm_doctor; print(hrm_doctor.__file__)"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip().startswith(str(target))
-    out = subprocess.run(
-        [sys.executable, "-m", "hrm_doctor", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0 and "hrm-doctor" in out.stdout
-
-
-@pytest.mark.slow
-def test_installed_package_finds_the_builtin_packs_and_tests(wheel, tmp_path):
-    """The packs and their tests are package data read through importlib.resources."""
-    import json
-
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """The wheel installed (no deps) into its own directory; `run` runs Python from elsewhere."""
+    site = tmp_path_factory.mktemp("site")
     subprocess.run(
         [
             sys.executable,
@@ -127,9 +86,8 @@ def test_installed_package_finds_the_builtin_packs_and_tests(wheel, tmp_path):
         check=True,
         capture_output=True,
     )
+    work = tmp_path_factory.mktemp("elsewhere")
     env = dict(os.environ, PYTHONPATH=str(site))
-    work = tmp_path / "elsewhere"
-    work.mkdir()
 
     def run(*args: str) -> str:
         out = subprocess.run(
@@ -137,6 +95,22 @@ def test_installed_package_finds_the_builtin_packs_and_tests(wheel, tmp_path):
         )
         return out.stdout
 
+    return site, run
+
+
+@pytest.mark.slow
+def test_installed_cli_runs_outside_the_checkout(installed):
+    site, run = installed
+    assert run("-c", "import hrm_doctor; print(hrm_doctor.__file__)").startswith(str(site))
+    assert "hrm-doctor" in run("-m", "hrm_doctor", "--help")
+
+
+@pytest.mark.slow
+def test_installed_package_finds_the_builtin_packs_and_tests(installed):
+    """The packs and their tests are package data read through importlib.resources."""
+    import json
+
+    site, run = installed
     packs = {r["pack"] for r in json.loads(run("-m", "hrm_doctor", "rules", "list", "--json"))}
     assert packs == {"config", "core", "act", "hierarchy", "puzzle_emb", "distributed", "perf"}
     assert run("-c", "import rules; print(rules.pack_files()[0])").startswith(str(site))

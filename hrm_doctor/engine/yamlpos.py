@@ -96,16 +96,21 @@ def load_yaml_text(text: str, file_name: str) -> Any:
         loader.dispose()
 
 
+def read_text(path: str | Path, what: str = "") -> str:
+    """A text file's content; a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    hint = f" ({what})" if what else ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file{hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc.__class__.__name__}){hint}") from None
+
+
 def load_yaml_file(path: str | Path) -> Any:
     """Read and parse a YAML file; a missing or unreadable file is a one-line UserError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    return load_yaml_text(text, str(path))
+    return load_yaml_text(read_text(path), str(path))
 
 
 def locate(data: Any, loc: tuple[Any, ...], *, key: bool = False) -> Pos | None:

@@ -129,14 +129,9 @@ def parse_space(text: str, source: str) -> SearchSpace:
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file (--space)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    return parse_space(text, str(path))
+    from hrm_doctor.engine.yamlpos import read_text
+
+    return parse_space(read_text(path, "--space"), str(path))
 
 
 # ---- the built-in spaces, around the published recipes (shared/HRM_NOTES.md) --------------------
