@@ -19,7 +19,7 @@ def request_apply(run: str | Path, finding: dict[str, Any], *, user: str = "dash
     suggestion = finding.get("suggestion") or {}
     if not suggestion.get("overrides"):
         raise ValueError(f"finding {finding.get('id')!r} suggests no overrides to apply")
-    records = PatchManager(run, apply=True).on_finding(Finding.from_json(finding))
+    records = PatchManager(run, apply=True, manual=True).on_finding(Finding.from_json(finding))
     if not records:
         raise ValueError(f"finding {finding.get('id')!r} already has a patch (see its history)")
     return dict(records[-1], requested_by=user)

@@ -99,6 +99,11 @@ def suggestion_block(f: dict, patches: list[dict]) -> None:
                         "Requested: the running trainer applies it at its next step and "
                         "acknowledges it (see the patch history below)."
                     )
+                elif rec["state"] == "proposed" and rec.get("apply") == "hot":
+                    st.info(
+                        "Queued: another patch is in flight or cooling down; `hrm-doctor watch "
+                        "--apply` on this run sends it when the guards allow."
+                    )
                 elif rec["state"] == "proposed":
                     st.info(
                         "Proposed: this patch needs a rollback and restart; run the trainer "

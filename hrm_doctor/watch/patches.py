@@ -22,6 +22,11 @@ from typing import Any
 from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
 
 PATCHES_FILE = "patches.jsonl"
+_SEVERITY = {"info": 1, "warning": 2, "critical": 3}
+_NOT_AUTO = {
+    "hot": "info findings are proposed, not applied (apply it from the dashboard if wanted)",
+    "restart": "only a critical finding rolls a run back and restarts it by itself",
+}
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.@:+-]")
 
 
@@ -66,6 +71,7 @@ class PatchManager:
         effect_steps: int = 100,
         on_restart: Callable[[Any, list[str]], bool] | None = None,
         stop_hopeless: bool = True,
+        manual: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.apply = apply
@@ -74,6 +80,7 @@ class PatchManager:
         self.effect_steps = effect_steps
         self.on_restart = on_restart
         self.stop_hopeless = stop_hopeless
+        self.manual = manual
         self.path = self.run_dir / PATCHES_FILE
         self.latest = patch_states(self.run_dir)
         self._by_finding = {r.get("finding_id"): pid for pid, r in self.latest.items()}
@@ -125,17 +132,31 @@ class PatchManager:
             "first_step": finding.first_step,
         }
         hot = s.apply == "hot" and is_hot(overrides)
+        auto = self._auto(finding.severity, "hot" if hot else "restart")
         if not hot:
-            rec = self._record(patch_id, "proposed", apply="restart", **common)
-            if self.apply and self.on_restart is not None and self.on_restart(finding, overrides):
+            rec = self._record(patch_id, "proposed", apply="restart", auto=auto, **common)
+            restart = self.apply and auto and self.on_restart is not None
+            if restart and self.on_restart(finding, overrides):
                 return [rec, self._record(patch_id, "applied", reason="rollback and restart")]
             if s.apply == "hot":
                 rec = self._record(patch_id, "proposed", reason="not within the hot whitelist")
+            elif self.apply and not auto:
+                rec = self._record(patch_id, "proposed", reason=_NOT_AUTO["restart"])
             return [rec]
-        rec = self._record(patch_id, "proposed", apply="hot", **common)
+        rec = self._record(patch_id, "proposed", apply="hot", auto=auto, **common)
         if not self.apply:
             return [rec]
+        if not auto:
+            return [self._record(patch_id, "proposed", reason=_NOT_AUTO["hot"])]
         return [rec, *self._try_apply(patch_id, now)]
+
+    def _auto(self, severity: str, kind: str) -> bool:
+        """Whether a finding of this severity is acted on without a person: hot patches for
+        warnings and worse, rollback-and-restart for critical findings only (issue 6). A
+        person's request (the dashboard's Apply button) passes `manual=True`."""
+        if self.manual:
+            return True
+        return _SEVERITY.get(severity, 0) >= (3 if kind == "restart" else 2)
 
     def _try_apply(self, patch_id: str, now: float) -> list[dict[str, Any]]:
         r = self.latest[patch_id]
@@ -195,7 +216,7 @@ class PatchManager:
                     )
         if self.apply:
             for pid, r in list(self.latest.items()):
-                if r["state"] == "proposed" and r.get("apply") == "hot":
+                if r["state"] == "proposed" and r.get("apply") == "hot" and r.get("auto", True):
                     out += self._try_apply(pid, now)
         if report is not None and last_step is not None:
             out += self._check_effect(report, last_step)

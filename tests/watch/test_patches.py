@@ -9,14 +9,21 @@ from hrm_doctor.watch.patches import PatchManager, read_patches
 control = pytest.importorskip("hrm_core.trainer.control")
 
 
-def finding(id="grad-explosion@100", overrides=("lr=5e-05",), apply="hot", first=100, last=110):
+def finding(
+    id="grad-explosion@100",
+    overrides=("lr=5e-05",),
+    apply="hot",
+    first=100,
+    last=110,
+    severity="critical",
+):
     rule = id.split("@")[0]
     return Finding(
         id=id,
         rule=rule,
         pack="core",
         category="explosion",
-        severity="critical",
+        severity=severity,
         first_step=first,
         last_step=last,
         rank=None,
@@ -127,3 +134,23 @@ def test_a_patch_that_helps_is_marked_effective(tmp_path):
     pm.poll()
     pm.poll(report=[finding(last=110)], last_step=200)
     assert states(tmp_path)[-1][1] == "effective"
+
+
+def test_what_is_acted_on_alone_depends_on_severity(tmp_path):
+    restarts = []
+    pm = PatchManager(tmp_path, apply=True, on_restart=lambda f, o: restarts.append(f.id) or True)
+    info = pm.on_finding(finding(id="lr-far@0", severity="info"))
+    assert info[-1]["state"] == "proposed" and "info findings are proposed" in info[-1]["reason"]
+    warn = pm.on_finding(finding(id="straggler@5", apply="restart", severity="warning"))
+    assert warn[-1]["state"] == "proposed" and "only a critical finding" in warn[-1]["reason"]
+    crit = pm.on_finding(finding(id="nonfinite-value@9", apply="restart", overrides=("lr=1e-05",)))
+    assert crit[-1]["state"] == "applied" and restarts == ["nonfinite-value@9"]
+    pm.poll(now=1e12)  # proposals of info findings are never retried into requests
+    assert not (tmp_path / "control" / "requests" / "p-lr-far@0.json").exists()
+    # a person's request (the dashboard's Apply button) applies an info finding's patch
+    (tmp_path / "other").mkdir()
+    manual = PatchManager(tmp_path / "other", apply=True, manual=True)
+    out = manual.on_finding(
+        finding(id="emb-lr@0", severity="info", overrides=("puzzle_emb_lr=1e-3",))
+    )
+    assert out[-1]["state"] == "requested"
