@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hrm_doctor.engine.finding import SEVERITY_ORDER
 from hrm_doctor.telemetry import schema
 
 # Directories never descended into while looking for runs.
@@ -123,9 +124,6 @@ def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
     )
 
 
-_SEVERITY = {"healthy": 0, "info": 1, "warning": 2, "critical": 3}
-
-
 def _health(run: Path) -> str | None:
     from hrm_doctor.watch.findings_log import FINDINGS_FILE, read_findings
 
@@ -138,7 +136,7 @@ def _health(run: Path) -> str | None:
     for f in read_findings(run):
         if f.get("id") in superseded:
             continue
-        if _SEVERITY.get(f.get("severity"), 0) > _SEVERITY[worst]:
+        if SEVERITY_ORDER.get(f.get("severity"), 0) > SEVERITY_ORDER.get(worst, 0):
             worst = f["severity"]
     return worst
 
@@ -161,7 +159,7 @@ def rank_runs(summaries: list[RunSummary]) -> list[RunSummary]:
     """Healthiest first (never-watched runs after the watched ones), then the best headline."""
 
     def key(s: RunSummary):
-        health = _SEVERITY.get(s.health, 1.5) if s.health is not None else 1.5
+        health = SEVERITY_ORDER.get(s.health, 0) if s.health is not None else 1.5  # healthy: 0
         v = s.headline_value
         score = 0.0 if v is None else (-v if s.headline and "accuracy" in s.headline else v)
         return (health, v is None, score, s.path)

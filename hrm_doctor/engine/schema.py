@@ -14,29 +14,12 @@ docs/rules.md documents every field; `Rule` below is the reference.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
-CATEGORIES = (
-    "nonfinite",
-    "explosion",
-    "vanishing",
-    "q_divergence",
-    "halting",
-    "embedding",
-    "loss_spike",
-    "plateau",
-    "overfit",
-    "lr_schedule",
-    "distributed",
-    "throughput",
-    "memory",
-    "data",
-    "config",
-)
 Category = Literal[
     "nonfinite",
     "explosion",
@@ -54,8 +37,9 @@ Category = Literal[
     "data",
     "config",
 ]
-SEVERITIES = ("info", "warning", "critical")
 Severity = Literal["info", "warning", "critical"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 Scope = Literal["any_rank", "per_rank", "rank0", "across_ranks"]
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hrm_doctor.engine.finding import SEVERITY_ORDER
 from hrm_doctor.watch.findings_log import FindingsLog
 from hrm_doctor.watch.lock import RunLock
-
-_SEVERITY = {"healthy": 0, "info": 1, "warning": 2, "critical": 3}
 
 
 def _existing_findings(run_dir: Path) -> list[Any]:
@@ -141,7 +140,9 @@ class RunMonitor:
             events = []
             for f in written:
                 events += self.patches.on_finding(f, now)
-            report = self.engine.report() if self.engine is not None else None
+            # the engine's report only matters while an applied patch awaits its effect check
+            judge = self.engine is not None and self.patches.awaiting_effect()
+            report = self.engine.report() if judge else None
             events += self.patches.poll(now, report, self.last_step)
             self.patch_events = events
         return written
@@ -149,7 +150,7 @@ class RunMonitor:
     def _remember(self, findings: list[Any]) -> None:
         for f in findings:
             self.findings.append(f)
-            if _SEVERITY.get(f.severity, 0) > _SEVERITY.get(self.worst, 0):
+            if SEVERITY_ORDER.get(f.severity, 0) > SEVERITY_ORDER.get(self.worst, 0):
                 self.worst = f.severity
 
     def close(self) -> None:

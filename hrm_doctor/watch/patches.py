@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
+from hrm_doctor.engine.finding import SEVERITY_ORDER
 
 PATCHES_FILE = "patches.jsonl"
-_SEVERITY = {"info": 1, "warning": 2, "critical": 3}
 _NOT_AUTO = {
     "hot": "info findings are proposed, not applied (apply it from the dashboard if wanted)",
     "restart": "only a critical finding rolls a run back and restarts it by itself",
@@ -156,7 +156,7 @@ class PatchManager:
         person's request (the dashboard's Apply button) passes `manual=True`."""
         if self.manual:
             return True
-        return _SEVERITY.get(severity, 0) >= (3 if kind == "restart" else 2)
+        return SEVERITY_ORDER.get(severity, 0) >= (3 if kind == "restart" else 2)
 
     def _try_apply(self, patch_id: str, now: float) -> list[dict[str, Any]]:
         r = self.latest[patch_id]
@@ -221,6 +221,12 @@ class PatchManager:
         if report is not None and last_step is not None:
             out += self._check_effect(report, last_step)
         return out
+
+    def awaiting_effect(self) -> bool:
+        """Whether an applied hot patch still waits for its effect check (needs the report)."""
+        return any(
+            r["state"] == "applied" and r.get("apply") == "hot" for r in self.latest.values()
+        )
 
     def _check_effect(self, report: list[Any], last_step: int) -> list[dict[str, Any]]:
         by_id = {f.id: f for f in report}
