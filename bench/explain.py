@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hrm_doctor.engine import synth  # noqa: E402
+from hrm_doctor import synth  # noqa: E402
 
 
 def write_big_run(run_dir: Path, steps: int, metrics: int) -> None:

@@ -300,25 +300,29 @@ def band_figure(
         "tooltip": {"show": False},
         "stackStrategy": "all",
     }
+
+    def stacked(label: str, stack: str, base: str, width: str, area: float, line: float):
+        """An invisible base series, then the band's width stacked on it (ECharts bands)."""
+        return [
+            {
+                **band,
+                "name": f"_base{stack[1:]}",
+                "stack": stack,
+                "encode": {"x": "step", "y": base},
+            },
+            {
+                **band,
+                "name": label,
+                "stack": stack,
+                "encode": {"x": "step", "y": width},
+                "areaStyle": {"color": _rgba(color, area)},
+                "color": _rgba(color, line),
+            },
+        ]
+
     series: list[dict] = [
-        {**band, "name": "_base90", "stack": "b90", "encode": {"x": "step", "y": "p5"}},
-        {
-            **band,
-            "name": "5–95%",
-            "stack": "b90",
-            "encode": {"x": "step", "y": "w90"},
-            "areaStyle": {"color": _rgba(color, 0.14)},
-            "color": _rgba(color, 0.3),
-        },
-        {**band, "name": "_base50", "stack": "b50", "encode": {"x": "step", "y": "p25"}},
-        {
-            **band,
-            "name": "25–75%",
-            "stack": "b50",
-            "encode": {"x": "step", "y": "w50"},
-            "areaStyle": {"color": _rgba(color, 0.3)},
-            "color": _rgba(color, 0.5),
-        },
+        *stacked("5–95%", "b90", "p5", "w90", 0.14, 0.3),
+        *stacked("25–75%", "b50", "p25", "w50", 0.3, 0.5),
         {
             "type": "line",
             "name": "median",

@@ -34,7 +34,7 @@ def settings() -> Settings:
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
 def run_names(root: str) -> list[str]:
     """Runs under `root`, as paths relative to it ("." when the root is itself a run)."""
-    from hrm_doctor.runs import find_runs
+    from hrm_doctor.rundir import find_runs
 
     base = Path(root)
     if not base.is_dir():
@@ -168,23 +168,24 @@ def _file_stamp(p: Path) -> tuple[int, int] | None:
 
 
 @st.cache_data(max_entries=256, show_spinner="Diagnosing (the rule engine's first pass)…")
-def _diagnosis(path: str, stamp: tuple) -> fnd.Diagnosis:
+def _diagnosis(path: str, stamp: tuple, engine: bool) -> fnd.Diagnosis:
     del stamp
-    return fnd.diagnose(path)
+    return fnd.diagnose(path, engine=engine)
 
 
-def diagnosis(path: str | Path, lr: LiveRun | None = None) -> fnd.Diagnosis:
-    """The run's findings: the daemon's file when present, else one `explain` pass (cached)."""
+def diagnosis(path: str | Path, lr: LiveRun | None = None, *, engine: bool = True) -> fnd.Diagnosis:
+    """The run's findings: the daemon's file when present, else (with `engine`) one pass of
+    the rule engine, cached."""
     p = Path(path)
     findings_stamp = _file_stamp(p / fnd.FINDINGS_FILE)
     stamp: tuple = (findings_stamp, _file_stamp(p / fnd.PATCHES_FILE))
-    if findings_stamp is None:
+    if findings_stamp is None and engine:
         # No daemon: `explain` again only when the run changed, and at most once a minute
         # while it is still being written.
         running = lr is not None and lr.status == "running"
         version = lr.version if lr is not None else 0
         stamp += (int(time.time() // EXPLAIN_EVERY_S) if running else version,)
-    return _diagnosis(str(p), stamp)
+    return _diagnosis(str(p), stamp, engine)
 
 
 # ---- the runs table ------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def runs_overview(root: Path) -> tuple[pd.DataFrame, dict[str, fnd.Diagnosis]]:
         if lr is None:
             rows.append({"run": rel, "status": "unreadable", "writer": "-"})
             continue
-        d = diagnoses[rel] = diagnosis(path, lr)
+        d = diagnoses[rel] = diagnosis(path, lr, engine=False)
         bounds = lr.step_bounds()
         newest = d.newest
         last = lr.last_write_time

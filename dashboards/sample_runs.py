@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from hrm_doctor import RunWriter
+from hrm_doctor.rundir import FINDINGS_FILE, PATCHES_FILE, append_jsonl
+from hrm_doctor.synth import reference_arch
 
 HALT_MAX_STEPS = 16
 MODULES = ("embed", "puzzle_emb", "H", "L", "q_head", "lm_head")
@@ -28,15 +30,7 @@ CONFIG: dict[str, Any] = {
     "grad_clip_norm": None,
     "eval_interval": 500,
     "seed": 0,
-    "arch": {
-        "H_cycles": 2,
-        "L_cycles": 2,
-        "H_layers": 4,
-        "L_layers": 4,
-        "hidden_size": 512,
-        "halt_max_steps": HALT_MAX_STEPS,
-        "halt_exploration_prob": 0.1,
-    },
+    "arch": reference_arch(HALT_MAX_STEPS),
 }
 
 
@@ -265,21 +259,18 @@ def explosion_patches(findings: list[dict[str, Any]], t0: float = 1.75e9) -> lis
     ]
 
 
-def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
-    path = Path(path)
-    with open(path, "a", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
+def write_findings(run_dir: str | Path, findings: Iterable[Mapping[str, Any]]) -> Path:
+    """Append findings to ``RUN/findings.jsonl`` (an empty iterable creates an empty file)."""
+    path = Path(run_dir) / FINDINGS_FILE
+    path.touch()
+    append_jsonl(path, [dict(f) for f in findings])
     return path
 
 
-def write_findings(run_dir: str | Path, findings: Iterable[Mapping[str, Any]]) -> Path:
-    """Append findings to ``RUN/findings.jsonl`` (an empty iterable creates an empty file)."""
-    return write_jsonl(Path(run_dir) / "findings.jsonl", findings)
-
-
 def write_patches(run_dir: str | Path, patches: Iterable[Mapping[str, Any]]) -> Path:
-    return write_jsonl(Path(run_dir) / "patches.jsonl", patches)
+    path = Path(run_dir) / PATCHES_FILE
+    append_jsonl(path, [dict(p) for p in patches])
+    return path
 
 
 def sign_thrash_findings() -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from dashboards import data
+from hrm_doctor.runs import human_age
 
 RUN_KEY = "run"  # the URL query parameter: ?run=sweep/a
 PICKER_KEY = "run_picker"
@@ -144,10 +145,6 @@ def writer_badge(status: str) -> None:
     st.badge(status, color=color, icon=icon)  # type: ignore[arg-type]
 
 
-def severity_color(sev: str) -> str:
-    return STATUS_BADGES.get(sev, ("gray", ""))[0]
-
-
 def page_link(name: str, label: str, rel: str, icon: str | None = None) -> None:
     """A link to another page for run `rel`; a plain URL when the page runs alone."""
     pages = st.session_state.get(PAGES_KEY) or {}
@@ -156,18 +153,6 @@ def page_link(name: str, label: str, rel: str, icon: str | None = None) -> None:
         st.page_link(page, label=label, icon=icon, query_params={RUN_KEY: rel})
     else:
         st.markdown(f"[{label}](./{name}?{RUN_KEY}={rel})")
-
-
-def human_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.0f} s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} d ago"
 
 
 CSS = """<style>
@@ -199,7 +184,6 @@ def chart_title(
 
 def run_header(rel: str, lr: Any, diagnosis: Any, *, page: str) -> None:
     """Title, diagnosis and writer badges, progress figures, and the newest finding."""
-    import time
 
     st.title(f"{page} · {rel}" if page else rel)
     with st.container(horizontal=True, vertical_alignment="center"):
@@ -212,7 +196,7 @@ def run_header(rel: str, lr: Any, diagnosis: Any, *, page: str) -> None:
             f"last step **{bounds[1]:,}**" if bounds else "no steps yet",
             f"**{rate:.2f}** steps/s" if rate else None,
             f"{len(lr.ranks())} rank(s)",
-            f"last write {human_age(time.time() - last) if last else '-'}",
+            f"last write {human_age(last)}",
         ]
         st.markdown(" · ".join(b for b in bits if b))
     newest = diagnosis.newest

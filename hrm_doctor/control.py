@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor._io import atomic_write_json, read_json
-
-CONTROL_DIR = "control"
-REQUESTS_DIR = "requests"
-ACKS_DIR = "acks"
+from hrm_doctor.rundir import ACKS_DIR, CONTROL_DIR, REQUESTS_DIR
 
 
 @dataclass(frozen=True)
@@ -102,32 +99,21 @@ def write_request(
     finding_id: str | None = None,
 ) -> Path:
     """Atomically drop a request into the run's control channel."""
-    d = Path(run_dir) / CONTROL_DIR / REQUESTS_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{request_id}.json"
-    atomic_write_json(
-        path,
-        {
-            "id": request_id,
-            "overrides": list(overrides),
-            "finding_id": finding_id,
-            "requested_at": time.time(),
-        },
-    )
-    return path
+    return _drop(run_dir, request_id, overrides=list(overrides), finding_id=finding_id)
 
 
 def write_stop_request(
     run_dir: str | os.PathLike[str], request_id: str, finding_id: str | None = None
 ) -> Path:
     """Ask the trainer to stop at its next step boundary (it saves a checkpoint and exits 0)."""
+    return _drop(run_dir, request_id, action="stop", finding_id=finding_id)
+
+
+def _drop(run_dir: str | os.PathLike[str], request_id: str, **fields: Any) -> Path:
     d = Path(run_dir) / CONTROL_DIR / REQUESTS_DIR
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{request_id}.json"
-    atomic_write_json(
-        path,
-        {"id": request_id, "action": "stop", "finding_id": finding_id, "requested_at": time.time()},
-    )
+    atomic_write_json(path, {"id": request_id, **fields, "requested_at": time.time()})
     return path
 
 

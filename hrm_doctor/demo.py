@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,12 +31,17 @@ def _bin(name: str) -> str:
     return str(path) if path.exists() else name
 
 
-def build_data(data_path: Path) -> None:
-    from hrm_core.config import load_config
-    from hrm_core.data import ensure_dataset
-
-    cfg = load_config(["experiment=smoke", f"data_path={data_path}"])
-    ensure_dataset(cfg.data_path, cfg.data_build)
+def build_data(data_path: Path, root: Path) -> None:
+    """Build the smoke data set as a user would: `hrm-train ... preflight=true` checks the
+    configuration against the data and the machine, and builds the data when it is missing."""
+    check = root / ".demo-preflight"
+    cmd = [_bin("hrm-train"), "experiment=smoke", f"data_path={data_path}", f"run_dir={check}"]
+    done = subprocess.run([*cmd, "preflight=true"], capture_output=True, text=True)
+    shutil.rmtree(check, ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"make demo: `{' '.join(cmd)} preflight=true` failed:\n{done.stdout}{done.stderr}"
+        )
 
 
 def supervised(run_dir: Path, data_path: Path, *overrides: str) -> list[str]:
@@ -90,13 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     root, data = Path(args.root), Path(args.data)
     root.mkdir(parents=True, exist_ok=True)
-    import shutil
-
     for name in (HEALTHY, BAD_LR):  # a fresh demo each time
         shutil.rmtree(root / name, ignore_errors=True)
 
     print(f"hrm-doctor demo: building the 4x4 Sudoku data in {data} (once)", flush=True)
-    build_data(data)
+    build_data(data, root)
     logs = {name: open(root / f"{name}.log", "w") for name in (HEALTHY, BAD_LR)}  # noqa: SIM115
     procs = [
         subprocess.Popen(

@@ -11,3 +11,15 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+class RunNotFound(UserError, FileNotFoundError):
+    """No run directory at that path (missing, or a directory without telemetry or meta.json).
+
+    Also a `FileNotFoundError`, so library code can write ``except FileNotFoundError`` as for
+    any missing file; the CLI still prints it as one line and exits 2.
+    """
+
+
+class NotARunDirectory(UserError, NotADirectoryError):
+    """The path is a file, not a run directory."""

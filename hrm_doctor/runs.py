@@ -1,51 +1,14 @@
-"""Finding run directories under a root, and summarising one run for `info` and `runs`."""
+"""Summarising one run for `info` and `runs`, and ranking the runs of a root (sweeps)."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from hrm_doctor.engine.finding import SEVERITY_ORDER
-from hrm_doctor.telemetry import schema
-
-# Directories never descended into while looking for runs.
-_SKIP_DIRS = frozenset(
-    {schema.TELEMETRY_DIR, "checkpoints", ".git", "__pycache__", ".venv", "wandb"}
-)
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / schema.TELEMETRY_DIR).is_dir() or (path / schema.META_FILE).is_file()
-
-
-def find_runs(root: str | os.PathLike[str], max_depth: int = 6) -> list[Path]:
-    """Every run directory at or below `root` (a run inside a run is not looked for)."""
-    root = Path(root)
-    found: list[Path] = []
-
-    def walk(p: Path, depth: int) -> None:
-        if is_run_dir(p):
-            found.append(p)
-            return
-        if depth >= max_depth:
-            return
-        try:
-            entries = sorted(os.scandir(p), key=lambda e: e.name)
-        except OSError:
-            return
-        for e in entries:
-            if (
-                e.is_dir(follow_symlinks=False)
-                and e.name not in _SKIP_DIRS
-                and not e.name.startswith(".")
-            ):
-                walk(Path(e.path), depth + 1)
-
-    walk(root, 0)
-    return found
+from hrm_doctor.rundir import run_health
+from hrm_doctor.severity import severity_rank
 
 
 @dataclass(frozen=True)
@@ -118,27 +81,10 @@ def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
         sessions=len({e["session"] for e in lineage}),
         lineage=lineage,
         corrupt_segments=reader.corrupt_segments,
-        health=_health(Path(path)),
+        health=run_health(path),
         headline=headline,
         headline_value=value,
     )
-
-
-def _health(run: Path) -> str | None:
-    from hrm_doctor.watch.findings_log import FINDINGS_FILE, read_findings
-
-    if not (run / FINDINGS_FILE).exists():
-        return None
-    from hrm_doctor.supervisor import read_lineage
-
-    superseded = {i for e in read_lineage(run) for i in e.get("superseded_findings", [])}
-    worst = "healthy"
-    for f in read_findings(run):
-        if f.get("id") in superseded:
-            continue
-        if SEVERITY_ORDER.get(f.get("severity"), 0) > SEVERITY_ORDER.get(worst, 0):
-            worst = f["severity"]
-    return worst
 
 
 def _headline(df) -> tuple[str | None, float | None]:
@@ -159,7 +105,8 @@ def rank_runs(summaries: list[RunSummary]) -> list[RunSummary]:
     """Healthiest first (never-watched runs after the watched ones), then the best headline."""
 
     def key(s: RunSummary):
-        health = SEVERITY_ORDER.get(s.health, 0) if s.health is not None else 1.5  # healthy: 0
+        # never watched: after healthy and info runs, before those with a warning or worse
+        health = severity_rank(s.health) if s.health is not None else 1.5
         v = s.headline_value
         score = 0.0 if v is None else (-v if s.headline and "accuracy" in s.headline else v)
         return (health, v is None, score, s.path)

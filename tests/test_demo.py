@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from hrm_doctor.supervisor import read_lineage
-from hrm_doctor.watch.findings_log import read_findings
+from hrm_doctor.rundir import read_findings
 from hrm_doctor.watch.patches import read_patches
+from hrm_doctor.watch.supervisor import read_lineage
 
 
 @pytest.mark.slow

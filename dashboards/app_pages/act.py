@@ -6,14 +6,8 @@ import streamlit as st
 
 from dashboards import charts, data, ui
 from dashboards.live import Series
-from dashboards.panels import ACT_PANELS, PanelContext, render_panels
-
-ui.page_config("ACT")
-picked = ui.pick_run()
-if picked is None:
-    st.stop()
-rel, path = picked
-interval = ui.live_interval()
+from dashboards.page import RunView, run_page
+from dashboards.panels import ACT_PANELS, render_panels
 
 
 def halt_heatmap(path: str, version: int, lo: int, hi: int, halt_max: int) -> None:
@@ -56,21 +50,10 @@ def q_band(path: str, version: int, name: str, lo: int, hi: int, color: str, ext
     charts.show(fig, key=f"chart:{name}")
 
 
-@st.fragment(run_every=interval)
-def act_body() -> None:
-    lr = data.try_live_run(path)
-    if lr is None:
-        st.error(f"{rel}: not a readable run directory")
-        return
-    diagnosis = data.diagnosis(path, lr)
-    ui.run_header(rel, lr, diagnosis, page="ACT")
-    bounds = lr.step_bounds()
-    if bounds is None:
-        st.info("No steps logged yet.")
-        return
-    lo, hi = ui.step_range(bounds)
+def act_body(view: RunView) -> None:
+    lr, lo, hi = view.run, view.lo, view.hi
     halt_max = int((lr.config.get("arch") or {}).get("halt_max_steps") or 16)
-    p, v = str(path), lr.version
+    p, v = str(view.path), lr.version
     with st.container(border=True):
         halt_heatmap(p, v, lo, hi, halt_max)
     left, right = st.columns(2, gap="medium")
@@ -84,7 +67,7 @@ def act_body() -> None:
         q_band(p, v, "act/q_continue", lo, hi, charts.PALETTE[1], target)
     latest = {n: data.latest_tensor(p, v, n) for n in ("act/q_halt", "act/q_continue")}
     latest = {n: t for n, t in latest.items() if t is not None}
-    ctx = PanelContext(p, lr, v, lo, hi, diagnosis.findings)
+    ctx = view.panels()
     if latest:
         left, right = st.columns(2, gap="medium")
         step = max(t[0] for t in latest.values())
@@ -99,4 +82,4 @@ def act_body() -> None:
         render_panels(ACT_PANELS, ctx)
 
 
-act_body()
+run_page("ACT", act_body)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboards import charts, control, data, findings, ui
+from dashboards.page import RunView, run_page
 
-ui.page_config("Diagnosis")
-picked = ui.pick_run()
-if picked is None:
-    st.stop()
-rel, path = picked
-interval = ui.live_interval()
 ALLOW_APPLY = data.settings().allow_apply
 MAX_CARDS = 25
 MAX_EVIDENCE = 8  # scalar evidence items shown under the chart
 
 
-def evidence_chart(f: dict, version: int, bounds: tuple[int, int]) -> None:
+def evidence_chart(f: dict, path: Path, version: int, bounds: tuple[int, int]) -> None:
     metric = f.get("metric")
     first = f.get("first_step")
     if not metric or first is None:
@@ -59,7 +56,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def suggestion_block(f: dict, patches: list[dict]) -> None:
+def suggestion_block(f: dict, path: Path, patches: list[dict]) -> None:
     s = f.get("suggestion") or {}
     overrides = list(s.get("overrides") or [])
     mode = str(s.get("apply", "restart"))
@@ -144,7 +141,7 @@ def _kv(d) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
-def finding_card(f: dict, patches: list[dict], version: int, bounds) -> None:
+def finding_card(f: dict, path: Path, patches: list[dict], version: int, bounds) -> None:
     sev = str(f.get("severity", "info"))
     with st.container(border=True):
         with st.container(horizontal=True, vertical_alignment="center"):
@@ -162,20 +159,14 @@ def finding_card(f: dict, patches: list[dict], version: int, bounds) -> None:
         left, right = st.columns([3, 2], gap="large")
         with left:
             if bounds is not None:
-                evidence_chart(f, version, bounds)
+                evidence_chart(f, path, version, bounds)
         with right:
-            suggestion_block(f, patches)
+            suggestion_block(f, path, patches)
         patch_history(patches)
 
 
-@st.fragment(run_every=interval)
-def diagnosis_body() -> None:
-    lr = data.try_live_run(path)
-    if lr is None:
-        st.error(f"{rel}: not a readable run directory")
-        return
-    d = data.diagnosis(path, lr)
-    ui.run_header(rel, lr, d, page="Diagnosis")
+def diagnosis_body(view: RunView) -> None:
+    lr, d, bounds = view.run, view.diagnosis, view.bounds
     if d.status is None:
         st.info(d.note, icon=":material/help:")
         return
@@ -186,7 +177,6 @@ def diagnosis_body() -> None:
             icon=":material/check_circle:",
         )
         return
-    bounds = lr.step_bounds()
     with st.container(border=True):
         ui.chart_title("Findings timeline", help="each finding from its first to its last step")
         charts.show(charts.timeline_figure(d.findings, bounds), key="timeline")
@@ -206,9 +196,9 @@ def diagnosis_body() -> None:
     )
     for f in chosen[:MAX_CARDS]:
         ps = [p for p in d.patches if p.get("finding_id") == f.get("id")]
-        finding_card(f, ps, lr.version, bounds)
+        finding_card(f, view.path, ps, lr.version, bounds)
     if len(chosen) > MAX_CARDS:
         st.caption(f"{len(chosen) - MAX_CARDS} more findings not shown: narrow the severity.")
 
 
-diagnosis_body()
+run_page("Diagnosis", diagnosis_body, no_steps=None, step_range=False)

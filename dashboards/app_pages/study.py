@@ -79,7 +79,7 @@ if len(pruned):
 else:
     st.caption("None pruned.")
 
-for title, fig in report._figures(study)[:3]:
+for title, fig in report.figures(study)[:3]:
     st.subheader(title)
     if isinstance(fig, str):
         st.caption(fig)

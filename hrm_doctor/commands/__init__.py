@@ -7,6 +7,8 @@ Each module defines ``NAME`` (the verb), ``HELP`` (one line), ``add_arguments(pa
 
 from __future__ import annotations
 
+import argparse
+
 # The order here is the order in `hrm-doctor --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
@@ -19,3 +21,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rules",
     "dashboard",
 )
+
+
+def add_rules_argument(parser: argparse.ArgumentParser) -> None:
+    """`--rules PACK...`: which rules judge the run (every verb that runs the engine)."""
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        action="extend",
+        metavar="PACK",
+        help="built-in pack names (default: all) and/or rule-pack files to add or override rules",
+    )

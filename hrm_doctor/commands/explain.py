@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hrm_doctor.commands import add_rules_argument
+
 NAME = "explain"
 HELP = "diagnose a run once: findings, evidence and suggested fixes; exit 1 at --fail-on"
 EXAMPLES = """\
@@ -38,23 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare with another run: what got worse, config diff",
     )
     parser.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout")
-    parser.add_argument(
-        "--rules",
-        nargs="+",
-        action="extend",
-        metavar="PACK",
-        help="built-in pack names (default: all) and/or rule-pack files to add or override rules",
-    )
+    add_rules_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from hrm_doctor.engine.finding import SEVERITY_ORDER
+    from hrm_doctor.diagnosis import compare, diagnose
     from hrm_doctor.engine.packs import load_rule_set
-    from hrm_doctor.engine.render import render
-    from hrm_doctor.engine.report import compare, diagnose
     from hrm_doctor.errors import UserError
+    from hrm_doctor.render import render
+    from hrm_doctor.severity import SEVERITY_ORDER
     from hrm_doctor.telemetry import RunReader
 
     rule_set = load_rule_set(args.rules)

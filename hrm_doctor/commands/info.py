@@ -20,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from hrm_doctor.rundir import read_lineage
     from hrm_doctor.runs import human_age, human_bytes, summarise_run
 
     s = summarise_run(args.run)
@@ -54,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(key, value)
     console = Console(highlight=False)
     console.print(table)
-    resumed = [e for e in s.lineage if e["session"] > 1]
-    if resumed or (Path(args.run) / "lineage.jsonl").exists():
+    restarts = [e for e in read_lineage(args.run) if e.get("event") == "restart"]
+    if restarts or any(e["session"] > 1 for e in s.lineage):
         console.print("[bold]lineage[/bold]")
         for e in s.lineage:
             console.print(
@@ -63,15 +62,12 @@ def run(args: argparse.Namespace) -> int:
                 + (f", from step {e['branch_step']}" if e["session"] > 1 else "")
                 + f" ({e['status']})"
             )
-    from hrm_doctor.supervisor import read_lineage
-
-    for e in read_lineage(args.run):
-        if e.get("event") == "restart":
-            console.print(
-                f"  restart {e['restart']}: after {e['finding_id']}, rolled back to step "
-                f"{e['from_step']} with {' '.join(e.get('overrides') or [])}"
-                + (f", skipping {e['skip_batches']} batches" if e.get("skip_batches") else "")
-            )
+    for e in restarts:
+        console.print(
+            f"  restart {e['restart']}: after {e['finding_id']}, rolled back to step "
+            f"{e['from_step']} with {' '.join(e.get('overrides') or [])}"
+            + (f", skipping {e['skip_batches']} batches" if e.get("skip_batches") else "")
+        )
     for name, offset in s.corrupt_segments:
         console.print(
             f"[yellow]warning[/yellow]: telemetry/{name}: unreadable frame at byte {offset}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hrm_doctor.commands import add_rules_argument
+
 NAME = "rules"
 HELP = "list the rule packs, validate a pack (file:line:col errors), run rule unit tests"
 EXAMPLES = """\
@@ -25,13 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser_class=type(parser),
     )
     p = sub.add_parser("list", help="list the packs and their rules")
-    p.add_argument(
-        "--rules",
-        nargs="+",
-        action="extend",
-        metavar="PACK",
-        help="built-in pack names and/or rule-pack files (default: all built-in)",
-    )
+    add_rules_argument(p)
     p.add_argument("--json", action="store_true", help="print the rules as JSON")
     p = sub.add_parser("lint", help="validate rule packs: exit 1 with file:line:col problems")
     p.add_argument(
@@ -52,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from hrm_doctor.engine.packdocs import write_pack_docs
+    from hrm_doctor.packdocs import write_pack_docs
 
     for path in write_pack_docs(args.out):
         print(path)
@@ -129,8 +125,8 @@ def _lint(args: argparse.Namespace) -> int:
 def _test(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hrm_doctor.engine.ruletest import builtin_test_sources, run_test_file
     from hrm_doctor.errors import UserError
+    from hrm_doctor.ruletest import builtin_test_sources, run_test_file
 
     if args.files:
         sources = []

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hrm_doctor.errors import UserError
-    from hrm_doctor.runs import find_runs, human_age, human_bytes, rank_runs, summarise_run
+    from hrm_doctor.rundir import find_runs
+    from hrm_doctor.runs import human_age, human_bytes, rank_runs, summarise_run
 
     root = Path(args.root)
     if not root.is_dir():

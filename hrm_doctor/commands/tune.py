@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hrm_doctor.commands import add_rules_argument
+
 NAME = "tune"
 HELP = "search hyperparameters with Optuna; the doctor prunes each trial it finds critically sick"
 EXAMPLES = """\
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--pruner", default="none", choices=("none", "median"),
       help="Optuna's own pruner on eval values, besides the doctor (default: none)")  # fmt: skip
     a("--seed", type=int, metavar="N", help="sampler seed")
-    a("--rules", nargs="+", metavar="PACK", help="packs (default: all built-in)")
+    add_rules_argument(parser)
     a("--report", metavar="STUDY", help="report on a study instead of running trials")
     a("--html", metavar="FILE", help="with --report: the HTML file (default: ROOT/report.html)")
     # not `command`: cli.main reads args.command as the verb's name
@@ -100,10 +102,9 @@ def _executable(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
     from pathlib import Path
 
+    from hrm_doctor.commands.supervised import run_until_stopped, training_command
     from hrm_doctor.errors import UserError
 
     try:
@@ -116,11 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from hrm_doctor.tune.storage import default_root, redact, resolve_storage
     from hrm_doctor.tune.study import DEFAULT_METRIC, TuneSettings, run_study
 
-    command = list(args.train_command)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        raise UserError("no training command: use `hrm-doctor tune [...] -- hrm-train ...`")
+    command = training_command(args.train_command, "tune")
     executable = _executable(command[0])
     if args.trials < 1:
         raise UserError(f"--trials {args.trials}: must be >= 1")
@@ -154,19 +151,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"hrm-doctor tune: {text}", flush=True)
 
     say(f"study {study_name} in {redact(url)}; space: {space.source}; trials under {root}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        study = run_study(settings, console=say, stop=stop)
-    except KeyboardInterrupt:
-        stop.set()
-        return 130
-    except FileNotFoundError as exc:
-        raise UserError(
-            f"{command[0]}: cannot start the training command ({exc.strerror})"
-        ) from None
-    from hrm_doctor.tune.report import text_report
 
-    print(text_report(study, redact(url)))
-    print(f"\nfull report: hrm-doctor tune --report {study_name} --root {root}")
-    return 130 if stop.is_set() else 0
+    def body(stop) -> int:
+        from hrm_doctor.tune.report import text_report
+
+        study = run_study(settings, console=say, stop=stop)
+        print(text_report(study, redact(url)))
+        print(f"\nfull report: hrm-doctor tune --report {study_name} --root {root}")
+        return 130 if stop.is_set() else 0
+
+    return run_until_stopped(command, body)

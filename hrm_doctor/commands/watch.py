@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hrm_doctor.commands import add_rules_argument
+
 NAME = "watch"
 HELP = "follow a run (or every run under a root) as it grows and write its findings"
 EXAMPLES = """\
@@ -18,12 +20,7 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_OR_ROOT", help="a run directory or a root of runs")
-    parser.add_argument(
-        "--rules",
-        nargs="+",
-        metavar="PACK",
-        help="built-in pack names and/or pack files (default: every built-in pack)",
-    )
+    add_rules_argument(parser)
     parser.add_argument("--apply", action="store_true", help="apply the suggested patches")
     parser.add_argument("--once", action="store_true", help="evaluate once, write findings, exit")
     parser.add_argument(

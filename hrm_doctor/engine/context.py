@@ -13,18 +13,6 @@ from typing import Any
 
 from hrm_doctor.engine.expr import MissingName
 
-# Keys the running trainer applies at its next step (DESIGN.md, "Patches"); others need a restart.
-HOT_KEYS = frozenset(
-    {
-        "lr",
-        "puzzle_emb_lr",
-        "weight_decay",
-        "puzzle_emb_weight_decay",
-        "grad_clip_norm",
-        "arch.halt_exploration_prob",
-    }
-)
-
 
 @dataclass(frozen=True)
 class Recipe:

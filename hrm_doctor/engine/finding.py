@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SEVERITY_ORDER = {"info": 1, "warning": 2, "critical": 3}
-STATUS_HEALTHY = "healthy"
+from hrm_doctor.severity import severity_rank, worst
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class Finding:
 
     @property
     def severity_rank(self) -> int:
-        return SEVERITY_ORDER.get(self.severity, 0)
+        return severity_rank(self.severity)
 
 
 @dataclass(frozen=True)
@@ -127,5 +126,4 @@ def sort_key(f: Finding) -> tuple:
 
 def overall_status(findings: list[Finding]) -> str:
     """healthy, or the highest severity among the findings."""
-    worst = max((f.severity_rank for f in findings), default=0)
-    return {0: STATUS_HEALTHY, 1: "info", 2: "warning", 3: "critical"}[worst]
+    return worst(f.severity for f in findings)

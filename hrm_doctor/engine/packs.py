@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hrm_doctor.control import HOT_KEYS
 from hrm_doctor.engine import expr as ex
-from hrm_doctor.engine.context import HOT_KEYS
 from hrm_doctor.engine.detectors import REGISTRY
 from hrm_doctor.engine.schema import Pack, Rule
 from hrm_doctor.engine.suggest import check_template

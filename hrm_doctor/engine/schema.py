@@ -18,6 +18,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hrm_doctor.severity import Severity
+
 SCHEMA_VERSION = 1
 
 Category = Literal[
@@ -37,9 +39,7 @@ Category = Literal[
     "data",
     "config",
 ]
-Severity = Literal["info", "warning", "critical"]
 CATEGORIES: tuple[str, ...] = get_args(Category)
-SEVERITIES: tuple[str, ...] = get_args(Severity)
 Scope = Literal["any_rank", "per_rank", "rank0", "across_ranks"]
 
 _ID = r"^[a-z0-9][a-z0-9_-]*$"

@@ -8,8 +8,9 @@ import math
 import re
 from typing import Any
 
+from hrm_doctor.control import HOT_KEYS
 from hrm_doctor.engine import expr as ex
-from hrm_doctor.engine.context import HOT_KEYS, RunContext
+from hrm_doctor.engine.context import RunContext
 from hrm_doctor.engine.finding import Suggestion
 from hrm_doctor.engine.schema import OverrideSpec, SuggestionSpec
 

@@ -108,11 +108,6 @@ def read_text(path: str | Path, what: str = "") -> str:
         raise UserError(f"{path}: cannot read ({exc.__class__.__name__}){hint}") from None
 
 
-def load_yaml_file(path: str | Path) -> Any:
-    """Read and parse a YAML file; a missing or unreadable file is a one-line UserError."""
-    return load_yaml_text(read_text(path), str(path))
-
-
 def locate(data: Any, loc: tuple[Any, ...], *, key: bool = False) -> Pos | None:
     """The position of the item at `loc` (keys and indices) inside loaded YAML, or the closest
     enclosing container's position when the path goes further than the file does."""

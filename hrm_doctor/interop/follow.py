@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from hrm_doctor.errors import UserError
-from hrm_doctor.runs import is_run_dir
+from hrm_doctor.rundir import is_run_dir
 
 INTO_ENV = "HRM_DOCTOR_IMPORT_INTO"
 

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from hrm_doctor._io import read_json
-from hrm_doctor.errors import UserError
+from hrm_doctor.errors import NotARunDirectory, RunNotFound
+from hrm_doctor.rundir import CONFIG_FILE, META_FILE, TELEMETRY_DIR
 from hrm_doctor.telemetry import schema
 from hrm_doctor.telemetry.assemble import assemble
 
@@ -128,12 +129,12 @@ class RunReader:
         self.run_dir = Path(run_dir)
         self.keep_history = keep_history
         if not self.run_dir.exists():
-            raise UserError(f"{self.run_dir}: no such run directory")
+            raise RunNotFound(f"{self.run_dir}: no such run directory")
         if not self.run_dir.is_dir():
-            raise UserError(f"{self.run_dir}: not a directory")
-        self._tdir = self.run_dir / schema.TELEMETRY_DIR
-        if not self._tdir.is_dir() and not (self.run_dir / schema.META_FILE).exists():
-            raise UserError(f"{self.run_dir}: not a run directory (no telemetry/ or meta.json)")
+            raise NotARunDirectory(f"{self.run_dir}: not a directory")
+        self._tdir = self.run_dir / TELEMETRY_DIR
+        if not self._tdir.is_dir() and not (self.run_dir / META_FILE).exists():
+            raise RunNotFound(f"{self.run_dir}: not a run directory (no telemetry/ or meta.json)")
         self._segments: dict[str, _Segment] = {}
         self._sessions: dict[tuple[int, int], _Session] = {}
         self._blocks: list[_Block] = []
@@ -368,11 +369,11 @@ class RunReader:
 
     @property
     def config(self) -> dict[str, Any]:
-        return read_json(self.run_dir / schema.CONFIG_FILE, default={}) or {}
+        return read_json(self.run_dir / CONFIG_FILE, default={}) or {}
 
     @property
     def meta(self) -> dict[str, Any]:
-        meta = dict(read_json(self.run_dir / schema.META_FILE, default={}) or {})
+        meta = dict(read_json(self.run_dir / META_FILE, default={}) or {})
         self._refresh()
         if "world_size" not in meta:
             sizes = [s.header.get("world_size") for s in self._sessions.values() if s.header]

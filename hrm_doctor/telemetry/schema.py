@@ -23,9 +23,6 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = 1
-TELEMETRY_DIR = "telemetry"
-META_FILE = "meta.json"
-CONFIG_FILE = "config.json"
 SEGMENT_SUFFIX = ".hrmt"
 SEGMENT_RE = re.compile(r"^r(\d{5})\.s(\d{4})\.p(\d{4})\.hrmt$")
 # A segment is closed and a new part started past this size, so old parts never change.

@@ -25,6 +25,7 @@ import numpy as np
 
 from hrm_doctor import __version__
 from hrm_doctor._io import atomic_write_json, read_json
+from hrm_doctor.rundir import CONFIG_FILE, META_FILE, TELEMETRY_DIR
 from hrm_doctor.telemetry import schema
 
 # The fast path of `log` converts a step's values with one `array("f", ...)` call (~5 us for 256):
@@ -102,7 +103,7 @@ class RunWriter:
         self.rank = rank
         self.world_size = world_size
         self.flush_interval_s = float(flush_interval_s)
-        self._tdir = self.run_dir / schema.TELEMETRY_DIR
+        self._tdir = self.run_dir / TELEMETRY_DIR
         self._tdir.mkdir(parents=True, exist_ok=True)
 
         self._lock = threading.Lock()  # guards the buffers
@@ -168,7 +169,7 @@ class RunWriter:
         return session
 
     def _write_run_files(self, config, meta, program, program_version) -> None:
-        meta_path = self.run_dir / schema.META_FILE
+        meta_path = self.run_dir / META_FILE
         old = read_json(meta_path, default={}) or {}
         now = time.time()
         new = {
@@ -190,13 +191,13 @@ class RunWriter:
         new.update(meta or {})
         atomic_write_json(meta_path, new)
         if config is not None:
-            atomic_write_json(self.run_dir / schema.CONFIG_FILE, dict(config))
+            atomic_write_json(self.run_dir / CONFIG_FILE, dict(config))
 
     def set_meta(self, **fields: Any) -> None:
         """Record more run metadata (e.g. ``num_params`` once the model exists). Rank 0 only."""
         if self.rank != 0:
             return
-        path = self.run_dir / schema.META_FILE
+        path = self.run_dir / META_FILE
         meta = read_json(path, default={}) or {}
         meta.update(fields)
         atomic_write_json(path, meta)

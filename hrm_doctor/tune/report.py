@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hrm_doctor.supervisor import with_overrides
+from hrm_doctor.overrides import with_overrides
 
 
 def _trials(study: Any, state: str) -> list[Any]:
@@ -119,7 +119,7 @@ def text_report(study: Any, storage_label: str) -> str:
     return "\n".join(out)
 
 
-def _figures(study: Any) -> list[tuple[str, Any]]:
+def figures(study: Any) -> list[tuple[str, Any]]:
     """(title, figure or error text) for each plot; a plot that cannot be drawn says why."""
     import optuna.visualization as vis
 
@@ -163,7 +163,7 @@ def write_html(study: Any, path: Path, storage_label: str) -> Path:
             parts.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
         parts.append("</table>")
     first = True
-    for title, fig in _figures(study):
+    for title, fig in figures(study):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if isinstance(fig, str):
             parts.append(f"<p><i>{html.escape(fig)}</i></p>")

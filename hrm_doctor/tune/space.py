@@ -1,8 +1,11 @@
 """The search space: Hydra keys with a range or a set of choices, from YAML or a task preset.
 
 A space file maps each Hydra key to exactly one of ``log: [low, high]`` (log-uniform),
-``uniform: [low, high]``, ``int: [low, high]`` or ``choice: [a, b, ...]``; errors name
-``file:line:col``.
+``uniform: [low, high]`` (with an optional ``step``), ``int: [low, high]`` (optional ``step``
+and ``log: true``) or ``choice: [a, b, ...]``; or, as Hydra's Optuna sweeper reads them, to a
+sweep: ``tag(log, interval(1e-5, 1e-3))``, ``interval(0, 1)``, ``choice(1, 2, 4)``,
+``range(1, 4)`` (tune.sweep_grammar). A Hydra config whose ``hydra.sweeper.params`` holds the
+space is read from there. Errors name ``file:line:col``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor.errors import UserError
+from hrm_doctor.tune.sweep_grammar import looks_like_sweep, sweep_to_spec
 
 KINDS = ("log", "uniform", "int", "choice")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -27,20 +31,30 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[Any, ...] = ()
+    step: float | None = None  # int and uniform: a grid of this spacing
+    log: bool = False  # int: log-uniform over the integers
 
     def suggest(self, trial: Any) -> Any:
         if self.kind == "log":
             return trial.suggest_float(self.key, self.low, self.high, log=True)
         if self.kind == "uniform":
-            return trial.suggest_float(self.key, self.low, self.high)
+            return trial.suggest_float(self.key, self.low, self.high, step=self.step)
         if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high))
+            step = int(self.step or 1)
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=step, log=self.log
+            )
         return trial.suggest_categorical(self.key, list(self.choices))
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "choice":
             return {"choice": list(self.choices)}
-        return {self.kind: [self.low, self.high]}
+        out: dict[str, Any] = {self.kind: [self.low, self.high]}
+        if self.step is not None:
+            out["step"] = self.step
+        if self.log and self.kind == "int":
+            out["log"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,15 +98,41 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_MODIFIERS = {"step": ("int", "uniform"), "log": ("int",)}
+
+
 def _parse_param(key: Any, spec: Any, where: str) -> Param:
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise UserError(f"{where}: {key!r} is not a Hydra key (e.g. lr, arch.H_cycles)")
-    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
+    if isinstance(spec, str) and looks_like_sweep(spec):
+        try:
+            spec = sweep_to_spec(spec)
+        except ValueError as exc:
+            raise UserError(f"{where}: {key}: {exc}") from None
+    # `log: true` beside `int:` is a modifier; `log: [low, high]` is the log-uniform kind
+    is_kind = (
+        {k: k in KINDS and not isinstance(v, bool) for k, v in spec.items()}
+        if isinstance(spec, dict)
+        else {}
+    )
+    kinds = [k for k, yes in is_kind.items() if yes]
+    extra = [k for k, yes in is_kind.items() if not yes]
+    if len(kinds) != 1 or any(k not in _MODIFIERS for k in extra):
         raise UserError(
             f"{where}: {key}: expected exactly one of {', '.join(k + ':' for k in KINDS)} "
-            f"(e.g. `{key}: {{log: [1.0e-5, 1.0e-3]}}`)"
+            f"(e.g. `{key}: {{log: [1.0e-5, 1.0e-3]}}`) or a sweep like "
+            "`tag(log, interval(1e-5, 1e-3))`"
         )
-    kind, value = next(iter(spec.items()))
+    kind, value = kinds[0], spec[kinds[0]]
+    for k in extra:
+        if kind not in _MODIFIERS[k]:
+            raise UserError(f"{where}: {key}: `{k}` goes with {' or '.join(_MODIFIERS[k])} only")
+    step = spec.get("step")
+    log = spec["log"] if "log" in extra else False
+    if step is not None and (not _number(step) or step <= 0):
+        raise UserError(f"{where}: {key}: step must be a positive number (got {step!r})")
+    if not isinstance(log, bool):
+        raise UserError(f"{where}: {key}: log must be true or false (got {log!r})")
     if kind == "choice":
         if not isinstance(value, list) or not value:
             raise UserError(f"{where}: {key}: choice must be a non-empty list")
@@ -108,7 +148,9 @@ def _parse_param(key: Any, spec: Any, where: str) -> Param:
         raise UserError(f"{where}: {key}: log range needs low > 0 (got {low})")
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise UserError(f"{where}: {key}: int range needs whole numbers")
-    return Param(key, kind, float(low), float(high))
+    if kind == "int" and log and low <= 0:
+        raise UserError(f"{where}: {key}: log range needs low > 0 (got {low})")
+    return Param(key, kind, float(low), float(high), step=step, log=log)
 
 
 def parse_space(text: str, source: str) -> SearchSpace:
@@ -116,6 +158,7 @@ def parse_space(text: str, source: str) -> SearchSpace:
     from hrm_doctor.engine.yamlpos import PosDict, load_yaml_text
 
     data = load_yaml_text(text, source)
+    data = _sweeper_params(data)
     if data is None or data == {}:
         raise UserError(f"{source}:1:1: empty search space: give at least one key")
     if not isinstance(data, PosDict):
@@ -126,6 +169,16 @@ def parse_space(text: str, source: str) -> SearchSpace:
         where = str(data.key_pos.get(key, data.pos))
         params.append(_parse_param(key, spec, where))
     return SearchSpace(tuple(params), source)
+
+
+def _sweeper_params(data: Any) -> Any:
+    """A Hydra config (``hydra: {sweeper: {params: ...}}``): its sweeper's params."""
+    node = data
+    for part in ("hydra", "sweeper", "params"):
+        if not isinstance(node, dict) or part not in node:
+            return data
+        node = node[part]
+    return node
 
 
 def load_space(path: str | Path) -> SearchSpace:

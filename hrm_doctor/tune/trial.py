@@ -3,9 +3,6 @@ each evaluation, and stop it the moment a finding at or above the pruning severi
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -13,12 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrm_doctor.control import write_stop_request
-from hrm_doctor.runs import is_run_dir
-from hrm_doctor.supervisor import with_overrides
+from hrm_doctor.overrides import with_overrides
+from hrm_doctor.rundir import is_run_dir
+from hrm_doctor.severity import severity_rank, worst
+from hrm_doctor.watch.process import TrainerProcess
 
-SEVERITY = {"never": 99, "info": 1, "warning": 2, "critical": 3}
-_RANK = {"healthy": 0, "info": 1, "warning": 2, "critical": 3}
 # a train metric is noisy: its objective value is the mean over the last few logged steps
 _TAIL_STEPS = 10
 
@@ -68,29 +64,6 @@ def trial_command(
     return with_overrides(command, extra)
 
 
-def _stop(proc: subprocess.Popen, run_dir: Path, finding_id: str | None, grace_s: float) -> None:
-    """Ask the trainer to stop at its next step boundary; SIGTERM, then SIGKILL, if it lingers."""
-    if proc.poll() is not None:
-        return
-    if is_run_dir(run_dir):
-        write_stop_request(run_dir, f"tune-prune-{int(time.time() * 1000)}", finding_id)
-        try:
-            proc.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            proc.wait()
-            return
-
-
 def run_trial(
     command: list[str],
     run_dir: Path,
@@ -113,22 +86,24 @@ def run_trial(
     from hrm_doctor.watch.monitor import RunMonitor
 
     out = TrialOutcome(status="complete")
-    threshold = SEVERITY[prune_on]
+    threshold = severity_rank(prune_on) if prune_on != "never" else 99
     is_eval = metric.startswith("eval/")
     tail: list[float] = []
     t0 = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        trainer = TrainerProcess(command, log=log)
+
+    def stop_trainer(finding_id: str | None = None) -> None:
+        trainer.stop(stop_grace_s, request_in=run_dir, finding_id=finding_id)
+
     monitor: RunMonitor | None = None
     reader = None
     checked_eval = True
     pruning: Any = None
     try:
         while True:
-            ended = proc.poll() is not None
+            ended = not trainer.running()
             if monitor is None and is_run_dir(run_dir):
                 monitor = RunMonitor(run_dir, rule_set)
                 reader = RunReader(run_dir, keep_history=False)
@@ -142,7 +117,7 @@ def run_trial(
                 if first is not None and first > budget:
                     out.status, out.fatal = "failed", True
                     out.error = _no_eval_error(metric, first, budget)
-                    _stop(proc, run_dir, None, stop_grace_s)
+                    stop_trainer()
                     break
             if monitor is not None:
                 found = monitor.update(time.time())
@@ -150,9 +125,8 @@ def run_trial(
                     found += monitor.finish()
                 for f in found:
                     out.findings.append(f.id)
-                    if _RANK.get(f.severity, 0) > _RANK[out.health]:
-                        out.health = f.severity
-                    if pruning is None and _RANK.get(f.severity, 0) >= threshold:
+                    out.health = worst([out.health, f.severity])
+                    if pruning is None and f.severity_rank >= threshold:
                         pruning = f
                 df = reader.poll()
                 if len(df):
@@ -171,29 +145,28 @@ def run_trial(
             if pruning is not None:
                 out.status, out.pruned_by = "pruned", "doctor"
                 out.finding = pruning.to_json()
-                _stop(proc, run_dir, pruning.id, stop_grace_s)
+                stop_trainer(pruning.id)
                 break
             if out.pruned_by == "optuna":
                 out.status = "pruned"
-                _stop(proc, run_dir, None, stop_grace_s)
+                stop_trainer()
                 break
             if ended:
                 break
             if stop is not None and stop.is_set():
                 out.status, out.error = "failed", "interrupted"
-                _stop(proc, run_dir, None, stop_grace_s)
+                stop_trainer()
                 break
             time.sleep(poll_s)
     finally:
-        if proc.poll() is None:
-            _stop(proc, run_dir, None, stop_grace_s)
+        stop_trainer()
         if reader is not None:  # the steps a stopped trainer ran before it saw the request
             df = reader.poll()
             if len(df):
                 out.steps_run = max(out.steps_run, int(df["step"].max()))
         if monitor is not None:
             monitor.close()
-    out.exit_code = proc.returncode
+    out.exit_code = trainer.returncode
     out.wall_s = time.monotonic() - t0
     if out.status != "complete":
         return out

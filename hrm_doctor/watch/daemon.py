@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor.interop.follow import open_follower
-from hrm_doctor.runs import find_runs
+from hrm_doctor.rundir import find_runs
 from hrm_doctor.watch.lock import RunLocked
 from hrm_doctor.watch.monitor import RunMonitor
+from hrm_doctor.watch.patches import describe_patch
 from hrm_doctor.watch.source import ALL, RESCAN, ChangeSource
 
 # Every so often every run is polled even without events: catches file systems that send none
@@ -60,6 +61,7 @@ class Daemon:
         self._by_path: dict[Path, RunMonitor] = {}
         self._skipped: set[Path] = set()
         self._evented: dict[Path, float] = {}  # run -> monotonic time of its last file event
+        self._last_tick = self._last_safety = time.monotonic()
 
     def _name(self, run: Path) -> str:
         try:
@@ -98,22 +100,27 @@ class Daemon:
             if self.on_finding is not None:
                 self.on_finding(name, f, now, m.run_dir)
         for r in m.patch_events:
-            self.console.note(_describe_patch(name, r))
+            self.console.note(describe_patch(name, r))
         m.patch_events = []
 
+    def settle(self) -> int:
+        """Evaluate what is there now as the end of the data (across-rank rules judge the steps
+        they held back), write the findings, and return how many were new."""
+        if self.follower is not None:
+            self.follower.update(final=True)
+        self.discover()
+        now = time.time()
+        total = 0
+        for m in self.monitors.values():
+            found = m.update(now) + m.finish()
+            self._report(m, found, now)
+            total += len(found)
+        return total
+
     def once(self) -> int:
-        """Evaluate what is there now, write the findings, and return how many were new."""
+        """`watch --once`: settle what is there now, then close."""
         try:
-            if self.follower is not None:
-                self.follower.update(final=True)
-            self.discover()
-            now = time.time()
-            total = 0
-            for m in self.monitors.values():
-                found = m.update(now) + m.finish()
-                self._report(m, found, now)
-                total += len(found)
-            return total
+            return self.settle()
         finally:
             self.close()
 
@@ -124,57 +131,55 @@ class Daemon:
             self.follower.close()
             self.follower = None
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, after_turn: Callable[[], bool] | None = None) -> None:
+        """Follow until `stop` is set, or until `after_turn()` (called after each change set or
+        tick: the supervisor's hook) returns True."""
         self.console.start()
-        last_tick = last_safety = time.monotonic()
         try:
             for changed in self.source.changes(stop):
-                if self.follower is not None:
-                    self.follower.update()
-                now = time.time()
-                mono = time.monotonic()
-                if RESCAN in changed:
-                    self.discover()
-                if ALL in changed:
-                    targets = list(self._by_path.values())
-                else:
-                    targets = []
-                    for run in changed - {RESCAN}:
-                        run = run.resolve()
-                        if run not in self._by_path and run not in self._skipped:
-                            self.discover()
-                        if run in self._by_path:
-                            targets.append(self._by_path[run])
-                for m in targets:
-                    self._evented[m.run_dir] = mono
-                    self._report(m, m.update(now), now)
-                if mono - last_safety >= _SAFETY_POLL_S and not self.source.polling:
-                    last_safety = mono
-                    self.discover()
-                    for m in self._by_path.values():
-                        before = m.last_step
-                        found = m.update(now)
-                        self._report(m, found, now)
-                        quiet = mono - self._evented.get(m.run_dir, 0.0) > _SAFETY_POLL_S
-                        if m.last_step != before and before is not None and quiet:
-                            self.console.note("file events are not arriving: polling instead")
-                            self.source.switch_to_polling()
-                            break
-                if mono - last_tick >= self.tick_s:
-                    last_tick = mono
-                    for m in self._by_path.values():
-                        self._report(m, m.tick(now), now)
-                self.console.refresh(self.monitors)
+                self.turn(changed)
+                if after_turn is not None and after_turn():
+                    break
         finally:
             self.source.close()
             self.console.stop()
             self.close()
 
-
-def _describe_patch(run: str, r: dict[str, Any]) -> str:
-    what = " ".join(r.get("overrides") or [])
-    state = r["state"]
-    if state == "applied" and r.get("step") is not None:
-        return f"{run}: patch {what} applied at step {r['step']} (before {r.get('before')})"
-    reason = f": {r['reason']}" if r.get("reason") else ""
-    return f"{run}: patch {what} ({r.get('apply', '?')}) {state}{reason}"
+    def turn(self, changed: set[Path]) -> None:
+        """One turn of the loop: the runs in `changed` (or every run) read, ticks, safety polls."""
+        if self.follower is not None:
+            self.follower.update()
+        now = time.time()
+        mono = time.monotonic()
+        if RESCAN in changed:
+            self.discover()
+        if ALL in changed:
+            targets = list(self._by_path.values())
+        else:
+            targets = []
+            for run in changed - {RESCAN}:
+                run = run.resolve()
+                if run not in self._by_path and run not in self._skipped:
+                    self.discover()
+                if run in self._by_path:
+                    targets.append(self._by_path[run])
+        for m in targets:
+            self._evented[m.run_dir] = mono
+            self._report(m, m.update(now), now)
+        if mono - self._last_safety >= _SAFETY_POLL_S and not self.source.polling:
+            self._last_safety = mono
+            self.discover()
+            for m in self._by_path.values():
+                before = m.last_step
+                found = m.update(now)
+                self._report(m, found, now)
+                quiet = mono - self._evented.get(m.run_dir, 0.0) > _SAFETY_POLL_S
+                if m.last_step != before and before is not None and quiet:
+                    self.console.note("file events are not arriving: polling instead")
+                    self.source.switch_to_polling()
+                    break
+        if mono - self._last_tick >= self.tick_s:
+            self._last_tick = mono
+            for m in self._by_path.values():
+                self._report(m, m.tick(now), now)
+        self.console.refresh(self.monitors)

@@ -7,33 +7,12 @@ open. The file itself is the daemon's durable cursor: the ids in it are never wr
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-FINDINGS_FILE = "findings.jsonl"
-
-
-def read_findings(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every whole finding line of a run (a torn or malformed line is skipped)."""
-    path = Path(run_dir) / FINDINGS_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and "id" in obj:
-            out.append(obj)
-    return out
+from hrm_doctor.rundir import FINDINGS_FILE, append_jsonl, cut_torn_tail, read_findings
 
 
 class FindingsLog:
@@ -43,35 +22,18 @@ class FindingsLog:
         self.path = Path(run_dir) / FINDINGS_FILE
         # An empty file says "watched, nothing found" (the dashboard tells it from "never watched").
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
-        self._repair_torn_tail()
+        cut_torn_tail(self.path)
         self.ids: set[str] = {f["id"] for f in read_findings(run_dir)}
-
-    def _repair_torn_tail(self) -> None:
-        try:
-            with open(self.path, "rb+") as f:
-                data = f.read()
-                if data and not data.endswith(b"\n"):
-                    f.truncate(data.rfind(b"\n") + 1)
-        except FileNotFoundError:
-            pass
 
     def append(self, findings: Iterable[Any]) -> list[Any]:
         """Write the findings whose id is new; return those written (in order)."""
-        written = []
-        lines = []
+        written, objects = [], []
         for f in findings:
             obj = f.to_json() if hasattr(f, "to_json") else dict(f)
             if obj["id"] in self.ids:
                 continue
             self.ids.add(obj["id"])
-            lines.append(json.dumps(obj, default=str, allow_nan=True).encode() + b"\n")
+            objects.append(obj)
             written.append(f)
-        if lines:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                for line in lines:
-                    os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        append_jsonl(self.path, objects, fsync=True)
         return written

@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK_FILE = ".hrm-doctor.lock"
+from hrm_doctor.rundir import LOCK_FILE
 
 
 class RunLocked(Exception):

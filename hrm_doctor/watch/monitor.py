@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hrm_doctor.engine.finding import SEVERITY_ORDER
+from hrm_doctor.rundir import read_findings
+from hrm_doctor.severity import worst
 from hrm_doctor.watch.findings_log import FindingsLog
 from hrm_doctor.watch.lock import RunLock
 
 
 def _existing_findings(run_dir: Path) -> list[Any]:
     from hrm_doctor.engine.finding import Finding
-    from hrm_doctor.watch.findings_log import read_findings
 
     out = []
     for obj in read_findings(run_dir):
@@ -150,8 +150,7 @@ class RunMonitor:
     def _remember(self, findings: list[Any]) -> None:
         for f in findings:
             self.findings.append(f)
-            if SEVERITY_ORDER.get(f.severity, 0) > SEVERITY_ORDER.get(self.worst, 0):
-                self.worst = f.severity
+            self.worst = worst([self.worst, f.severity])
 
     def close(self) -> None:
         if self._lock is not None:

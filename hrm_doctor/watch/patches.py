@@ -11,7 +11,6 @@ and one request in flight at a time. After a patch, the finding's episode is wat
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -20,32 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
-from hrm_doctor.engine.finding import SEVERITY_ORDER
+from hrm_doctor.rundir import PATCHES_FILE, append_jsonl, read_patches
+from hrm_doctor.severity import severity_rank
 
-PATCHES_FILE = "patches.jsonl"
 _NOT_AUTO = {
     "hot": "info findings are proposed, not applied (apply it from the dashboard if wanted)",
     "restart": "only a critical finding rolls a run back and restarts it by itself",
 }
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.@:+-]")
-
-
-def read_patches(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every record of a run's patch ledger, oldest first."""
-    path = Path(run_dir) / PATCHES_FILE
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            obj = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out
 
 
 def patch_states(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -97,12 +78,7 @@ class PatchManager:
     def _record(self, patch_id: str, state: str, **fields: Any) -> dict[str, Any]:
         base = dict(self.latest.get(patch_id, {}))
         base.update(fields, patch_id=patch_id, state=state, time=self._now)
-        line = json.dumps(base, default=str, allow_nan=True).encode() + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        append_jsonl(self.path, [base])
         self.latest[patch_id] = base
         return base
 
@@ -156,7 +132,9 @@ class PatchManager:
         person's request (the dashboard's Apply button) passes `manual=True`."""
         if self.manual:
             return True
-        return SEVERITY_ORDER.get(severity, 0) >= (3 if kind == "restart" else 2)
+        return severity_rank(severity) >= severity_rank(
+            "critical" if kind == "restart" else "warning"
+        )
 
     def _try_apply(self, patch_id: str, now: float) -> list[dict[str, Any]]:
         r = self.latest[patch_id]
@@ -264,3 +242,13 @@ class PatchManager:
                     )
                 )
         return out
+
+
+def describe_patch(run: str, r: dict[str, Any]) -> str:
+    """One line for a console: what a patch record says happened."""
+    what = " ".join(r.get("overrides") or [])
+    state = r["state"]
+    if state == "applied" and r.get("step") is not None:
+        return f"{run}: patch {what} applied at step {r['step']} (before {r.get('before')})"
+    reason = f": {r['reason']}" if r.get("reason") else ""
+    return f"{run}: patch {what} ({r.get('apply', '?')}) {state}{reason}"

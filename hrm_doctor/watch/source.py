@@ -12,18 +12,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from hrm_doctor.telemetry import schema
+from hrm_doctor.rundir import CONFIG_FILE, META_FILE, TELEMETRY_DIR
 
 RESCAN = Path("\0rescan")
 ALL = Path("\0all")
-_RUN_FILES = frozenset({schema.META_FILE, schema.CONFIG_FILE})
+_RUN_FILES = frozenset({META_FILE, CONFIG_FILE})
 
 
 def run_dir_of(path: Path, root: Path) -> Path | None:
     """The run directory a changed path belongs to (its telemetry, meta or config), if any."""
-    if path.parent.name == schema.TELEMETRY_DIR:
+    if path.parent.name == TELEMETRY_DIR:
         return path.parent.parent
-    if path.name in _RUN_FILES or path.name == schema.TELEMETRY_DIR:
+    if path.name in _RUN_FILES or path.name == TELEMETRY_DIR:
         return path.parent
     return None
 

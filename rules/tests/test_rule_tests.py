@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hrm_doctor.engine.packs import load_rule_set
-from hrm_doctor.engine.ruletest import builtin_test_sources, load_test_file, run_case
+from hrm_doctor.ruletest import builtin_test_sources, load_test_file, run_case
 
 SOURCES = builtin_test_sources()
 CASES = [

@@ -32,12 +32,9 @@ def dash_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app_env(dash_root, monkeypatch):
-    """Point the dashboard at the fixture root; no engine, so "not diagnosed" is deterministic."""
-    from dashboards import findings
-
+    """Point the dashboard at the fixture root."""
     monkeypatch.setenv("HRM_DOCTOR_ROOT", str(dash_root))
     monkeypatch.delenv("HRM_DOCTOR_ALLOW_APPLY", raising=False)
-    monkeypatch.setattr(findings, "explain_available", lambda: False)
     _clear_caches()
     yield dash_root
     _clear_caches()

@@ -87,7 +87,7 @@ def test_binned_max_and_histograms():
 
 
 def test_findings_read_status_and_torn_last_line(tmp_path):
-    assert findings.read_findings(tmp_path) is None
+    assert findings.daemon_findings(tmp_path) is None
     fs = [
         {"id": "a@1", "severity": "warning", "first_step": 1, "message": "w"},
         {"id": "b@5", "severity": "critical", "first_step": 5, "message": "c"},
@@ -101,36 +101,28 @@ def test_findings_read_status_and_torn_last_line(tmp_path):
     assert findings.diagnose(tmp_path).status == "healthy"
 
 
-def test_undiagnosed_run_without_engine_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(findings, "explain_available", lambda: False)
-    d = findings.diagnose(tmp_path)
-    assert d.status is None and "not diagnosed yet" in d.note
+def test_a_directory_that_is_no_run_is_not_diagnosed_and_says_why(tmp_path):
+    d = findings.diagnose(tmp_path / "nothing-here")
+    assert d.source == "error" and d.status is None
+    assert "cannot diagnose" in d.note and "nothing-here" in d.note
 
 
-def test_undiagnosed_run_uses_explain_json_when_the_engine_exists(tmp_path, monkeypatch):
-    """The fallback goes through `hrm-doctor explain --format json --out FILE` (the contract)."""
-    import hrm_doctor.cli
+def test_undiagnosed_run_goes_through_the_library_api(tmp_path, monkeypatch):
+    """No CLI, no temporary file: `hrm_doctor.diagnose` itself (the library contract)."""
+    import hrm_doctor.diagnosis
+    from hrm_doctor.engine.finding import Finding
 
     calls = []
 
-    def fake_main(argv):
-        calls.append(argv)
-        out = argv[argv.index("--out") + 1]
-        report = {
-            "run": str(tmp_path),
-            "status": "warning",
-            "steps": 10,
-            "findings": [{"id": "x@3", "severity": "warning", "first_step": 3}],
-        }
-        with open(out, "w") as f:
-            json.dump(report, f)
-        return 0
+    def fake_diagnose(run, rules=None, **kw):
+        calls.append((run, rules))
+        f = Finding("x@3", "x", "core", "loss_spike", "warning", 3, 3, None, None, "m")
+        return hrm_doctor.diagnosis.Report(str(run), "warning", 10, [f], [], [])
 
-    monkeypatch.setattr(findings, "explain_available", lambda: True)
-    monkeypatch.setattr(hrm_doctor.cli, "main", fake_main)
+    monkeypatch.setattr(hrm_doctor.diagnosis, "diagnose", fake_diagnose)
     d = findings.diagnose(tmp_path)
     assert d.source == "explain" and d.status == "warning" and d.findings[0]["id"] == "x@3"
-    assert calls[0][:6] == ["explain", "--run", str(tmp_path), "--format", "json", "--fail-on"]
+    assert calls == [(tmp_path, None)]
 
 
 def test_request_apply_goes_through_the_guarded_patch_path(tmp_path):
@@ -160,10 +152,8 @@ def test_request_apply_goes_through_the_guarded_patch_path(tmp_path):
 
 
 def test_the_real_engine_diagnoses_a_run_nobody_watched(dash_root):
-    """With the rule engine installed, `explain_run` is one real `hrm-doctor explain` pass."""
-    if not findings.explain_available():
-        pytest.skip("the rule engine (hrm-doctor explain) is not installed in this checkout")
-    d = findings.explain_run(dash_root / "explosion")
+    """A run nobody watched: one real pass of the rule engine."""
+    d = findings.diagnose_once(dash_root / "explosion")
     assert d.source == "explain", d.note
     assert d.status in findings.STATUSES
     assert all({"id", "severity", "message"} <= set(f) for f in d.findings)

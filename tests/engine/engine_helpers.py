@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from hrm_doctor.engine import synth
+from hrm_doctor import synth
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import yaml
 
 from hrm_doctor.cli import build_parser
 from hrm_doctor.engine.packs import lint_pack, load_rule_set
-from hrm_doctor.engine.ruletest import run_test_file
+from hrm_doctor.ruletest import run_test_file
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

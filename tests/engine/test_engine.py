@@ -29,7 +29,7 @@ def as_json(findings):
 @pytest.fixture(scope="module")
 def mixed_run():
     """One run with several pathologies at once (so that many rules fire)."""
-    from hrm_doctor.engine import synth
+    from hrm_doctor import synth
 
     run = synth.healthy_run(2400, seed=3, world_size=2)
     for i, p in enumerate(

@@ -11,7 +11,7 @@ import pytest
 from engine_helpers import healthy, sick
 
 from hrm_doctor.cli import main
-from hrm_doctor.engine.synth import write_run
+from hrm_doctor.synth import write_run
 
 CONTRACT_KEYS = [
     "id",

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from hrm_doctor.cli import main
-from hrm_doctor.engine.packdocs import write_pack_docs
+from hrm_doctor.packdocs import write_pack_docs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "packs"
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from engine_helpers import healthy
 
+from hrm_doctor import synth
 from hrm_doctor.cli import main
-from hrm_doctor.engine import synth
 
 ONSET = 2000
 # category, the latest step (after the onset) by which it must be found, acceptable severities

@@ -234,6 +234,18 @@ def test_reader_errors_for_missing_and_non_run_dirs(tmp_path):
         RunReader(tmp_path / "empty")
 
 
+def test_a_missing_run_is_also_a_file_not_found_error(tmp_path):
+    """Library users write `except FileNotFoundError`, as for any missing file."""
+    with pytest.raises(FileNotFoundError, match="no such run directory"):
+        RunReader(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        RunReader(tmp_path / "empty")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        RunReader(tmp_path / "file")
+
+
 def test_a_run_being_created_reads_as_empty(tmp_path):
     (tmp_path / "telemetry").mkdir()
     r = RunReader(tmp_path)

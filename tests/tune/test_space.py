@@ -106,3 +106,78 @@ def test_grid_needs_choices_only():
     assert parse_space("lr: {choice: [1, 2]}\n", "s.yaml").grid() == {"lr": [1, 2]}
     with pytest.raises(UserError, match="grid needs choices only"):
         parse_space(GOOD, "s.yaml").grid()
+
+
+HYDRA_SWEEPER = """\
+# a Hydra config with the Optuna sweeper's space, as Hydra users already have it
+defaults:
+  - override hydra/sweeper: optuna
+hydra:
+  sweeper:
+    params:
+      lr: tag(log, interval(1e-5, 1e-3))
+      weight_decay: interval(0.0, 1.0)
+      arch.H_cycles: choice(1, 2, 4)
+      arch.L_cycles: range(1, 4)
+      global_batch_size: range(64, 256, step=64)
+      arch.hidden_size: tag(log, interval(64, 512))
+      arch.pos_encodings: choice(rope, learned)
+"""
+
+
+def test_the_hydra_optuna_sweeper_syntax_is_read_with_the_sweepers_meaning():
+    space = parse_space(HYDRA_SWEEPER, "config.yaml")
+    got = {p.key: p.to_json() for p in space.params}
+    assert got == {
+        "lr": {"log": [1e-5, 1e-3]},
+        "weight_decay": {"uniform": [0.0, 1.0]},
+        "arch.H_cycles": {"choice": [1, 2, 4]},
+        "arch.L_cycles": {"int": [1.0, 4.0]},  # the sweeper's range includes its stop
+        "global_batch_size": {"int": [64.0, 256.0], "step": 64},
+        "arch.hidden_size": {"int": [64.0, 512.0], "log": True},
+        "arch.pos_encodings": {"choice": ["rope", "learned"]},
+    }
+
+
+def test_sweeper_values_become_trial_values_in_range():
+    optuna = pytest.importorskip("optuna")
+    space = parse_space(HYDRA_SWEEPER, "config.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        values = space.suggest(study.ask())
+        assert 1e-5 <= values["lr"] <= 1e-3
+        assert values["arch.L_cycles"] in (1, 2, 3, 4)
+        assert values["global_batch_size"] in (64, 128, 192, 256)
+        assert 64 <= values["arch.hidden_size"] <= 512
+        assert values["arch.pos_encodings"] in ("rope", "learned")
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("lr: tag(log, interval(1e-5))\n", "interval(low, high) takes two numbers"),
+        ("lr: choice(1, 2\n", "expected ')'"),
+        ("lr: normal(0, 1)\n", "exactly one of"),  # not a sweep at all: a plain string
+        ("lr: interval(1e-3, 1e-5)\n", "low (0.001) must be below high"),
+        ("lr: tag(log, interval(0.0, 1.0))\n", "log range needs low > 0"),
+        ("lr: range(1, 4, step=x)\n", "range(start, stop, step=1) takes numbers"),
+        ("lr: choice(1, 2) extra\n", "unexpected 'extra'"),
+    ],
+)
+def test_a_bad_sweep_is_one_error_naming_file_line_and_key(line, what):
+    with pytest.raises(UserError) as err:
+        parse_space(line, "space.yaml")
+    message = str(err.value)
+    assert message.startswith("space.yaml:1:1: lr") or message.startswith("space.yaml:1:1"), message
+    assert what in message, message
+    assert "\n" not in message
+
+
+def test_native_int_entries_take_step_and_log():
+    space = parse_space("n: {int: [1, 64], log: true}\nm: {int: [0, 10], step: 2}\n", "s.yaml")
+    assert [(p.kind, p.log, p.step) for p in space.params] == [
+        ("int", True, None),
+        ("int", False, 2),
+    ]
+    with pytest.raises(UserError, match="`log` goes with int only"):
+        parse_space("x: {uniform: [0, 1], log: true}\n", "s.yaml")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from hrm_doctor.cli import main
-from hrm_doctor.supervisor import read_lineage, run_dir_of, with_overrides
-from hrm_doctor.watch.findings_log import read_findings
+from hrm_doctor.rundir import read_findings
 from hrm_doctor.watch.patches import read_patches
+from hrm_doctor.watch.supervisor import read_lineage, run_dir_of, with_overrides
 
 BIN = Path(sys.executable).parent
 

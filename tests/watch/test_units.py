@@ -4,7 +4,8 @@ import pytest
 
 from hrm_doctor import RunWriter
 from hrm_doctor.cli import main
-from hrm_doctor.watch.findings_log import FindingsLog, read_findings
+from hrm_doctor.rundir import read_findings
+from hrm_doctor.watch.findings_log import FindingsLog
 from hrm_doctor.watch.lock import RunLock, RunLocked
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from scipy import ndimage
 
 # Samples shown in a finding's evidence (the last ones up to the confirming step).
@@ -24,10 +24,34 @@ EVIDENCE_SAMPLES = 16
 Resolve = Callable[[Any], Any]  # evaluates a parameter that may be a config expression
 
 
+# A parameter that may be a config expression (``lr_warmup_steps``, ``arch.halt_max_steps - 0.5``):
+# the detector receives it resolved against the run, as an attribute of the same name.
+_EXPRESSION = "config-expression"
+Number = Annotated[float | str | None, _EXPRESSION]
+StepNumber = Annotated[int | str, _EXPRESSION]
+Seconds = Annotated[float | str, _EXPRESSION]
+
+
 class Params(BaseModel):
-    """Base of every detector's parameters: unknown keys are errors."""
+    """Base of every detector's parameters: unknown keys are errors; `one_of` names limits of
+    which at least one must be given."""
 
     model_config = ConfigDict(extra="forbid")
+    one_of: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _one_of_given(self):
+        names = self.one_of
+        if names and all(getattr(self, n) is None for n in names):
+            quoted = [f"'{n}'" for n in names]
+            if len(names) == 2:
+                raise ValueError(f"give {quoted[0]} or {quoted[1]} (or both)")
+            raise ValueError(f"give {', '.join(quoted[:-1])} or {quoted[-1]}")
+        return self
+
+    @classmethod
+    def expressions(cls) -> list[str]:
+        return [n for n, f in cls.model_fields.items() if _EXPRESSION in f.metadata]
 
 
 @dataclass
@@ -51,20 +75,17 @@ def odd(n: int) -> int:
     return int(n) | 1
 
 
+def odd_window(n: int) -> int:
+    """A smoothing window: 1 (the raw value) stays 1, any other is made odd."""
+    return odd(n) if n > 1 else 1
+
+
 def rolling_median(x: np.ndarray, window: int) -> np.ndarray:
     """Median of the trailing `window` samples (the first samples pad with x[0])."""
     if window <= 1 or len(x) == 0:
         return x.astype(np.float64, copy=True)
     w = odd(window)
     return ndimage.median_filter(x, size=w, mode="nearest", origin=w // 2)
-
-
-def rolling_quantile(x: np.ndarray, window: int, q: float) -> np.ndarray:
-    """The `q` (0..100) percentile of the trailing window, as a sample (no interpolation)."""
-    if window <= 1 or len(x) == 0:
-        return x.astype(np.float64, copy=True)
-    w = odd(window)
-    return ndimage.percentile_filter(x, q, size=w, mode="nearest", origin=w // 2)
 
 
 def shift(x: np.ndarray, k: int, fill: float = math.nan) -> np.ndarray:
@@ -77,18 +98,14 @@ def shift(x: np.ndarray, k: int, fill: float = math.nan) -> np.ndarray:
     return out
 
 
-def count_before(n_old_total: int, n: int) -> np.ndarray:
-    """For each sample of an update, how many samples the series had before it."""
-    return np.arange(n_old_total, n_old_total + n)
-
-
 def param(resolve: Resolve, value: Any) -> Any:
     """A parameter value: numbers pass, strings are config expressions (``lr_warmup_steps``)."""
     return resolve(value) if isinstance(value, str) else value
 
 
 class Detector:
-    """Base class. Subclasses set `Params`, `stat_name`, `lookback`, and implement `compute`."""
+    """Base class. Subclasses set `Params`, `stat_name`, `lookback` (in `setup`), and implement
+    `compute`."""
 
     Params: ClassVar[type[Params]] = Params
     kind: ClassVar[str] = "series"  # series | ranks | config | time
@@ -98,11 +115,18 @@ class Detector:
 
     def __init__(self, params: Params, resolve: Resolve) -> None:
         self.p = params
+        for name in params.expressions():  # resolved against this run's config
+            setattr(self, name, param(resolve, getattr(params, name)))
         self.lookback = 1
         self._tail_s = np.zeros(0, np.int64)
         self._tail_v = np.zeros(0)
         self._n_seen = 0  # samples seen before the current update
         self._last: tuple[np.ndarray, np.ndarray, int, Signal] | None = None
+        self.setup()
+
+    def setup(self) -> None:
+        """Derived settings and state (windows, lookback); `self.p` holds the parameters and
+        each config-expression parameter is already an attribute, resolved for this run."""
 
     def aux_metrics(self) -> list[str]:
         """Other metrics this detector reads (same rank), besides its primary series."""

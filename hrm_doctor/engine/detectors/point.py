@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from hrm_doctor.engine.detectors.base import (
     Detector,
+    Number,
     Params,
-    Resolve,
     Signal,
-    param,
+    StepNumber,
     rolling_median,
 )
 
@@ -41,20 +41,15 @@ class NonFinite(Detector):
 
 
 class ThresholdParams(Params):
-    above: float | str | None = None
-    below: float | str | None = None
+    one_of = ("above", "below")
+    above: Number = None
+    below: Number = None
     window: int = Field(1, ge=1, le=100_000)
     min_samples: int | None = Field(None, ge=1)
-    after_step: int | str = 0
-    arm_below: float | str | None = None
-    arm_above: float | str | None = None
+    after_step: StepNumber = 0
+    arm_below: Number = None
+    arm_above: Number = None
     abs: bool = False
-
-    @model_validator(mode="after")
-    def _limits(self):
-        if self.above is None and self.below is None:
-            raise ValueError("give 'above' or 'below' (or both)")
-        return self
 
 
 class Threshold(Detector):
@@ -67,16 +62,10 @@ class Threshold(Detector):
     stat_name = "level"
     summary = "the (smoothed) level crosses a fixed limit"
 
-    def __init__(self, params: ThresholdParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.above = param(resolve, params.above)
-        self.below = param(resolve, params.below)
-        self.after_step = param(resolve, params.after_step)
-        self.arm_below = param(resolve, params.arm_below)
-        self.arm_above = param(resolve, params.arm_above)
-        self.window = params.window
-        self.min_samples = params.min_samples or params.window
-        self.lookback = params.window
+    def setup(self) -> None:
+        self.window = self.p.window
+        self.min_samples = self.p.min_samples or self.p.window
+        self.lookback = self.p.window
         self._armed = self.arm_below is None and self.arm_above is None
 
     def compute(self, s, v, n_old, aux) -> Signal:

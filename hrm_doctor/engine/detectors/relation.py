@@ -13,12 +13,13 @@ from scipy import ndimage
 from hrm_doctor.engine.detectors.base import (
     EVIDENCE_SAMPLES,
     Detector,
+    Number,
     Params,
-    Resolve,
+    Seconds,
     Signal,
+    StepNumber,
     json_number,
-    odd,
-    param,
+    odd_window,
 )
 
 
@@ -27,8 +28,8 @@ class RankDivergenceParams(Params):
     ratio: float = Field(gt=0)
     stat: Literal["max_over_median", "max_over_min", "spread"] = "max_over_median"
     min_ranks: int = Field(2, ge=2)
-    min_level: float | str | None = None
-    after_step: int | str = 0
+    min_level: Number = None
+    after_step: StepNumber = 0
 
 
 class RankDivergence(Detector):
@@ -46,11 +47,8 @@ class RankDivergence(Detector):
     stat_name = "ratio"
     summary = "one rank's smoothed level departs from the others"
 
-    def __init__(self, params: RankDivergenceParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.window = odd(params.window) if params.window > 1 else 1
-        self.min_level = param(resolve, params.min_level)
-        self.after_step = param(resolve, params.after_step)
+    def setup(self) -> None:
+        self.window = odd_window(self.p.window)
         self.lookback = self.window
         self._tail_m = np.zeros((0, 0))
         self._last_fill: np.ndarray | None = None
@@ -169,9 +167,8 @@ class Gap(Detector):
     stat_name = "gap"
     summary = "train metric near its ceiling while the eval metric stalls"
 
-    def __init__(self, params: GapParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.lookback = params.patience + 1
+    def setup(self) -> None:
+        self.lookback = self.p.patience + 1
         self._train = np.zeros(0)
         self._train_s = np.zeros(0, np.int64)
         self._evals: list[float] = []
@@ -233,8 +230,7 @@ class EvalShare(Detector):
     stat_name = "share"
     summary = "evaluation time over training time between evaluations"
 
-    def __init__(self, params: EvalShareParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
+    def setup(self) -> None:
         self.lookback = 2
         self._st = np.zeros(0)
         self._st_s = np.zeros(0, np.int64)
@@ -287,7 +283,7 @@ class ConfigCheck(Detector):
 
 
 class StallParams(Params):
-    after_s: float | str = 900.0
+    after_s: Seconds = 900.0
     eval_factor: float = Field(1.5, ge=0)
 
 
@@ -301,9 +297,8 @@ class Stall(Detector):
     stat_name = "silent_s"
     summary = "no new step for too long"
 
-    def __init__(self, params: StallParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.after_s = float(param(resolve, params.after_s))
+    def setup(self) -> None:
+        self.after_s = float(self.after_s)
 
     def limit_s(self, longest_eval_s: float) -> float:
         return max(self.after_s, self.p.eval_factor * longest_eval_s)

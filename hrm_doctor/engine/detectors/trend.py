@@ -7,16 +7,17 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from hrm_doctor.engine.detectors.base import (
     Detector,
+    Number,
     Params,
-    Resolve,
     Signal,
+    StepNumber,
     json_number,
     odd,
-    param,
+    odd_window,
     rolling_median,
     shift,
 )
@@ -32,19 +33,14 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 class SpikeParams(Params):
+    one_of = ("factor", "z")
     window: int = Field(101, ge=5, le=20_001)
     factor: float | None = Field(None, gt=1)
     z: float | None = Field(None, gt=0)
     min_samples: int | None = Field(None, ge=1)
-    after_step: int | str = 0
+    after_step: StepNumber = 0
     log: bool = True
-    min_level: float | str | None = None
-
-    @model_validator(mode="after")
-    def _some_limit(self):
-        if self.factor is None and self.z is None:
-            raise ValueError("give 'factor' or 'z' (or both)")
-        return self
+    min_level: Number = None
 
 
 class Spike(Detector):
@@ -61,12 +57,9 @@ class Spike(Detector):
     stat_name = "ratio"
     summary = "a sample far above the median of the previous window"
 
-    def __init__(self, params: SpikeParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.window = odd(params.window)
-        self.min_samples = params.min_samples or params.window // 2
-        self.after_step = param(resolve, params.after_step)
-        self.min_level = param(resolve, params.min_level)
+    def setup(self) -> None:
+        self.window = odd(self.p.window)
+        self.min_samples = self.p.min_samples or self.p.window // 2
         self.lookback = 2 * self.window + 2
 
     def compute(self, s, v, n_old, aux) -> Signal:
@@ -113,13 +106,13 @@ class Spike(Detector):
 
 class GrowthParams(Params):
     window: int = Field(301, ge=9, le=100_001)
-    doubling_steps: float | str | None = None
+    doubling_steps: Number = None
     min_factor: float = Field(2.0, gt=1)
     min_share: float = Field(0.2, ge=0, le=0.5)
     direction: Literal["up", "down"] = "up"
-    min_level: float | str | None = None
-    max_level: float | str | None = None
-    after_step: int | str = 0
+    min_level: Number = None
+    max_level: Number = None
+    after_step: StepNumber = 0
     abs: bool = False
 
 
@@ -140,13 +133,8 @@ class Growth(Detector):
     stat_name = "factor"
     summary = "sustained exponential growth (or decay) over a window"
 
-    def __init__(self, params: GrowthParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.k = odd(max(3, params.window // 3))
-        self.doubling = param(resolve, params.doubling_steps)
-        self.min_level = param(resolve, params.min_level)
-        self.max_level = param(resolve, params.max_level)
-        self.after_step = param(resolve, params.after_step)
+    def setup(self) -> None:
+        self.k = odd(max(3, self.p.window // 3))
         self.lookback = 3 * self.k
 
     def compute(self, s, v, n_old, aux) -> Signal:
@@ -174,8 +162,8 @@ class Growth(Detector):
         n = len(steps)
         seen = np.arange(self._n_seen + 1, self._n_seen + n + 1)
         cond = mono & (factor >= self.p.min_factor) & (seen >= 3 * k) & (steps >= self.after_step)
-        if self.doubling is not None:
-            cond &= doubling <= self.doubling
+        if self.doubling_steps is not None:
+            cond &= doubling <= self.doubling_steps
         level = np.exp(g3)
         if self.min_level is not None:
             cond &= level >= self.min_level
@@ -200,29 +188,24 @@ class Growth(Detector):
 
     def thresholds(self) -> dict[str, Any]:
         out: dict[str, Any] = {"window": 3 * self.k, "min_factor": self.p.min_factor}
-        if self.doubling is not None:
+        if self.doubling_steps is not None:
             out["max_" + ("doubling" if self.p.direction == "up" else "halving") + "_steps"] = (
-                self.doubling
+                self.doubling_steps
             )
         return out
 
 
 class LevelParams(Params):
+    one_of = ("below_frac", "above_frac", "floor")
     window: int = Field(51, ge=1, le=100_001)
     reference: Literal["peak", "trough", "early"] = "peak"
-    below_frac: float | str | None = None
-    above_frac: float | str | None = None
-    floor: float | str | None = None
+    below_frac: Number = None
+    above_frac: Number = None
+    floor: Number = None
     early_samples: int = Field(51, ge=1)
     skip_samples: int = Field(0, ge=0)
-    after_step: int | str = 0
-    min_reference: float | str | None = None
-
-    @model_validator(mode="after")
-    def _some_limit(self):
-        if self.below_frac is None and self.above_frac is None and self.floor is None:
-            raise ValueError("give 'below_frac', 'above_frac' or 'floor'")
-        return self
+    after_step: StepNumber = 0
+    min_reference: Number = None
 
 
 class RelativeLevel(Detector):
@@ -241,14 +224,8 @@ class RelativeLevel(Detector):
     stat_name = "ratio"
     summary = "the level relative to the run's own peak, trough or early level"
 
-    def __init__(self, params: LevelParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.window = odd(params.window) if params.window > 1 else 1
-        self.below = param(resolve, params.below_frac)
-        self.above = param(resolve, params.above_frac)
-        self.floor = param(resolve, params.floor)
-        self.after_step = param(resolve, params.after_step)
-        self.min_reference = param(resolve, params.min_reference)
+    def setup(self) -> None:
+        self.window = odd_window(self.p.window)
         self.lookback = self.window
         self._ref: float | None = None
         self._early: list[float] = []
@@ -293,10 +270,10 @@ class RelativeLevel(Detector):
         if self.min_reference is not None:
             ok &= np.abs(ref) >= self.min_reference
         cond = np.zeros(n, bool)
-        if self.below is not None:
-            cond |= ratio <= self.below
-        if self.above is not None:
-            cond |= ratio >= self.above
+        if self.below_frac is not None:
+            cond |= ratio <= self.below_frac
+        if self.above_frac is not None:
+            cond |= ratio >= self.above_frac
         if self.floor is not None:
             cond |= level <= self.floor
         cond &= ok
@@ -304,7 +281,7 @@ class RelativeLevel(Detector):
 
     def thresholds(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reference_kind": self.p.reference, "window": self.window}
-        for k, val in (("below_frac", self.below), ("above_frac", self.above)):
+        for k, val in (("below_frac", self.below_frac), ("above_frac", self.above_frac)):
             if val is not None:
                 out[k] = val
         if self.floor is not None:
@@ -348,8 +325,8 @@ class PlateauParams(Params):
     eps: float = Field(0.01, ge=0)
     prior_min: float = Field(0.08, ge=0)
     ratio_max: float = Field(0.25, ge=0, le=1)
-    after_step: int | str = 0
-    floor: float | str | None = None
+    after_step: StepNumber = 0
+    floor: Number = None
     direction: Literal["down", "up"] = "down"
 
 
@@ -371,12 +348,9 @@ class Plateau(Detector):
     stat_name = "improvement"
     summary = "relative improvement over a window drops to ~0 after clear progress"
 
-    def __init__(self, params: PlateauParams, resolve: Resolve) -> None:
-        super().__init__(params, resolve)
-        self.kr = odd(max(3, params.window // 3))
-        self.kp = odd(max(3, params.prior_window // 3))
-        self.after_step = param(resolve, params.after_step)
-        self.floor = param(resolve, params.floor)
+    def setup(self) -> None:
+        self.kr = odd(max(3, self.p.window // 3))
+        self.kp = odd(max(3, self.p.prior_window // 3))
         self.lookback = 3 * self.kr + 3 * self.kp
 
     def compute(self, s, v, n_old, aux) -> Signal:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hrm_doctor.engine.render.common import steps_text
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
+from hrm_doctor.render.common import steps_text
 
 _LEVEL = {"critical": "error", "warning": "warning", "info": "notice"}
 

@@ -67,6 +67,21 @@ def _ar1(rng, n, phi, sigma):
     return lfilter([1.0], [1.0, -phi], e)
 
 
+def reference_arch(halt_max_steps: int = 16) -> dict[str, Any]:
+    """The HRM-ACT v1 architecture of the paper's recipes (27M parameters), as a config's `arch`."""
+    return {
+        "H_cycles": 2,
+        "L_cycles": 2,
+        "H_layers": 4,
+        "L_layers": 4,
+        "hidden_size": 512,
+        "halt_max_steps": halt_max_steps,
+        "halt_exploration_prob": 0.1,
+        "puzzle_emb_ndim": 512,
+        "forward_dtype": "bfloat16",
+    }
+
+
 def make_config(
     task: str = "sudoku",
     *,
@@ -92,17 +107,7 @@ def make_config(
         "epochs": epochs,
         "eval_interval": eval_interval,
         "grad_clip_norm": None,
-        "arch": {
-            "H_cycles": 2,
-            "L_cycles": 2,
-            "H_layers": 4,
-            "L_layers": 4,
-            "hidden_size": 512,
-            "halt_max_steps": halt_max_steps,
-            "halt_exploration_prob": 0.1,
-            "puzzle_emb_ndim": 512,
-            "forward_dtype": "bfloat16",
-        },
+        "arch": reference_arch(halt_max_steps),
         "probe": {"enabled": True},
         "wandb": {"mode": "disabled"},
     }

@@ -7,8 +7,8 @@ import html
 
 import numpy as np
 
-from hrm_doctor.engine.render.common import counts, evidence_text, steps_text
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
+from hrm_doctor.render.common import counts, evidence_text, steps_text
 
 MAX_CHARTS = 40
 MAX_POINTS = 2000  # per series, after min/max decimation (spikes are kept)

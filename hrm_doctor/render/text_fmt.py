@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from hrm_doctor.engine.render.common import counts, evidence_text, steps_text
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
+from hrm_doctor.render.common import counts, evidence_text, steps_text
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan", "healthy": "bold green"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from hrm_doctor.engine.render.common import evidence_text, steps_text
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
+from hrm_doctor.render.common import evidence_text, steps_text
 
 
 def render(report: Report) -> str:

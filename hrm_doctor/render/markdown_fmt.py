@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hrm_doctor.engine.render.common import counts, evidence_text, steps_text
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
+from hrm_doctor.render.common import counts, evidence_text, steps_text
 
 _MARK = {"critical": "**CRITICAL**", "warning": "**warning**", "info": "info"}
 

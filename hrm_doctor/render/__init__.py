@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
 
 FORMATS = ("text", "markdown", "json", "junit", "github", "html")
 
@@ -16,7 +16,7 @@ def render(report: Report, fmt: str, *, color: bool = False, width: int = 100) -
     """The report in one of FORMATS, as text (html: one self-contained page)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    module = importlib.import_module(f"hrm_doctor.engine.render.{fmt}_fmt")
+    module = importlib.import_module(f"hrm_doctor.render.{fmt}_fmt")
     if fmt == "text":
         return module.render(report, color=color, width=width)
     return module.render(report)

@@ -1,11 +1,19 @@
-"""One diagnosis of one run, as `explain` reports it: findings, notes, per-rule outcome, and an
-optional comparison with a baseline run (what got worse, what changed in the config)."""
+"""Diagnosis as a library: `diagnose(run, rules=None) -> Report`, what `explain`, the dashboard
+and `tune` call. A report holds the findings, the run's status, its step count, notes (rules
+skipped and why), each rule's outcome, and optionally a comparison with a baseline run (what
+got worse, what changed in the config).
+
+>>> from hrm_doctor import diagnose
+>>> report = diagnose("runs/exp42")                 # every built-in pack
+>>> report.status, [f.id for f in report.findings]
+('critical', ['grad-explosion@1200'])
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +23,7 @@ import pandas as pd
 
 from hrm_doctor.engine.engine import RuleEngine
 from hrm_doctor.engine.finding import Finding, Note, overall_status
-from hrm_doctor.engine.packs import RuleSet
+from hrm_doctor.engine.packs import RuleSet, load_rule_set
 
 
 @dataclass(frozen=True)
@@ -55,17 +63,27 @@ class Report:
         return out
 
 
+Rules = RuleSet | Sequence[str] | str | None
+
+
 def diagnose(
     run: str | Path,
-    rule_set: RuleSet,
+    rules: Rules = None,
     *,
     now: float | None = None,
     label: str | None = None,
     keep_frame: bool = False,
 ) -> Report:
-    """Read a run and evaluate every rule over it in one pass (the same engine as `watch`)."""
+    """Read a run and evaluate every rule over it in one pass (the same engine as `watch`).
+
+    `rules`: None for every built-in pack, pack names and/or rule-pack files (as `--rules`),
+    or a loaded `RuleSet`. `now` also judges the time-based rules (a stalled run) on that
+    clock. `keep_frame` keeps the run's scalars on the report (the html report and
+    `--baseline` draw from them). Raises `UserError` for a missing run or a bad pack.
+    """
     from hrm_doctor.telemetry import RunReader
 
+    rule_set = rules if isinstance(rules, RuleSet) else load_rule_set(_pack_list(rules))
     reader = RunReader(run)
     meta = reader.meta or {}
     ws = meta.get("world_size") or (max(reader.ranks) + 1 if reader.ranks else 1)
@@ -76,6 +94,12 @@ def diagnose(
     if now is not None:
         engine.tick(now, last_data_time=reader.last_write_time, status=reader.status)
     return build_report(label or str(run), engine, rule_set, df if keep_frame else None)
+
+
+def _pack_list(rules: Sequence[str] | str | None) -> list[str] | None:
+    if rules is None:
+        return None
+    return [rules] if isinstance(rules, str) else list(rules)
 
 
 def build_report(

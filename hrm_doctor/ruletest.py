@@ -38,10 +38,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hrm_doctor.engine.engine import RuleEngine
-from hrm_doctor.engine.finding import SEVERITY_ORDER, Finding
+from hrm_doctor.engine.finding import Finding
 from hrm_doctor.engine.packs import RuleSet, load_rule_set
 from hrm_doctor.engine.yamlpos import load_yaml_text, locate
 from hrm_doctor.errors import UserError
+from hrm_doctor.severity import SEVERITY_ORDER
 
 _TERM = re.compile(
     r"^(?P<a>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|_)"
@@ -275,7 +276,7 @@ def run_case(
     chunks: Sequence[int] | None = None,
 ) -> list[TestResult]:
     """Run one test case (every seed of a synthetic case); one result each."""
-    from hrm_doctor.engine import synth
+    from hrm_doctor import synth
 
     results = []
     unknown = [] if case.rules == "all" else [r for r in case.rules if rule_set.get(r) is None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hrm_doctor.engine.report import Report
+from hrm_doctor.diagnosis import Report
 
 
 def render(report: Report) -> str:
