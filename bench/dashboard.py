@@ -11,9 +11,16 @@ findings.jsonl) and prints:
 - in Chromium (Playwright, headless): `hrm-doctor dashboard` started fresh, the time from
   navigation until the first chart is visible, and until the Runs table is.
 
-Target (DESIGN.md): <= 3 s first render; <= ~4,000 points per series.
+With --fleet ROOT (a root of many runs a daemon has watched, e.g. the one bench/fleet.py
+--keep writes): the Runs page over all of them, from the daemon's summary.json files, in
+Chromium (navigation -> table visible with every run counted), against reading every run's
+telemetry for its row (what the page did before, timed on a sample of runs).
+
+Target (DESIGN.md): <= 3 s first render; <= ~4,000 points per series; issue 15: the Runs page
+over 1,000 runs <= 3 s in Chromium.
 Usage: python bench/dashboard.py [--steps 100000] [--no-browser] [--screenshots docs/img]
        python bench/dashboard.py --only-screenshots --screenshots docs/img
+       python bench/dashboard.py --fleet /tmp/fleet1000
 """
 
 from __future__ import annotations
@@ -320,6 +327,55 @@ def browser_side(root: Path) -> dict:
     return out
 
 
+def fleet(root: Path, sample: int = 40) -> None:
+    """The Runs page over every run under `root`, from the daemon's summaries."""
+    from playwright.sync_api import sync_playwright
+
+    from hrm_doctor.rundir import find_runs, read_summary
+
+    runs = find_runs(root)
+    with_summary = sum(read_summary(r) is not None for r in runs)
+    print(f"fleet: {len(runs)} runs under {root}, {with_summary} with a daemon's summary.json")
+    code = (
+        "import sys, time; from pathlib import Path; sys.path.insert(0, sys.argv[2]);"
+        "import streamlit as st; from dashboards import data;"
+        "root = Path(sys.argv[1]); t = time.perf_counter(); df = data.runs_overview(root);"
+        "a = time.perf_counter() - t; names = data.run_names(str(root))[: int(sys.argv[3])];"
+        "t = time.perf_counter(); [data._live_row(n, root / n, 0.0) for n in names];"
+        "b = (time.perf_counter() - t) / len(names); print(a, b, len(df))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(REPO), str(sample)],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    table_s, per_run_s, rows = out.stdout.split()[-3:]
+    print(f"  the table's rows from the summaries: {float(table_s):.2f} s for {rows} runs")
+    whole = float(per_run_s) * len(runs)
+    print(
+        f"  reading every run's telemetry for its row instead: {float(per_run_s) * 1e3:.0f} ms a "
+        f"run ({sample} timed), {whole:.1f} s for all ({whole / float(table_s):.0f}x)"
+    )
+    port = free_port()
+    proc = start_dashboard(root, port)
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = b.new_page(viewport={"width": 1440, "height": 1000})
+            t0 = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("[data-testid='stDataFrame']").wait_for(state="visible", timeout=120_000)
+            page.wait_for_function(
+                "[...document.querySelectorAll('[data-testid=stMetricValue]')]"
+                f".some(e => e.textContent.replace(/[^0-9]/g, '') === '{len(runs)}')",
+                timeout=120_000,
+            )
+            took = time.perf_counter() - t0
+            b.close()
+    finally:
+        stop(proc)
+    print(f"  in Chromium, navigation -> Runs table visible, all {len(runs)} runs: {took:.2f} s")
+
+
 # ---- screenshots for the docs --------------------------------------------------------------
 
 
@@ -375,7 +431,11 @@ def main() -> int:
     ap.add_argument(
         "--only-screenshots", action="store_true", help="skip the measurements (with --screenshots)"
     )
+    ap.add_argument("--fleet", type=Path, metavar="ROOT", help="the Runs page over a root of runs")
     args = ap.parse_args()
+    if args.fleet:
+        fleet(args.fleet)
+        return 0
     if args.only_screenshots:
         if not args.screenshots:
             ap.error("--only-screenshots needs --screenshots DIR")

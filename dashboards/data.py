@@ -205,34 +205,75 @@ def sparkline(lr: LiveRun, metric: str, *, log10: bool = False) -> list[float]:
     return [float(v) for v in y if np.isfinite(v)]
 
 
-def runs_overview(root: Path) -> tuple[pd.DataFrame, dict[str, fnd.Diagnosis]]:
-    """One row per run under `root` (status, writer state, last step, speed, newest finding),
-    and each run's diagnosis."""
-    rows = []
-    diagnoses: dict[str, fnd.Diagnosis] = {}
+# Runs without a daemon's summary.json are read whole for their row only while they are this
+# few: a root of a thousand runs is listed from the summaries (hrm_doctor.watch.summary).
+READ_UNWATCHED_MAX = 20
+
+
+def runs_overview(root: Path) -> pd.DataFrame:
+    """One row per run under `root`: status, writer state, last step, speed, sparklines, the
+    newest finding. From each run's summary.json (kept by `hrm-doctor watch`): no telemetry
+    is read, so a thousand runs list in a second; runs nobody watches are read whole while
+    they are few, and listed as "not watched" beyond that."""
+    from hrm_doctor.rundir import read_summary
+
     now = time.time()
-    for rel in run_names(str(root)):
-        path = root / rel
-        lr = try_live_run(path)
-        if lr is None:
-            rows.append({"run": rel, "status": "unreadable", "writer": "-"})
-            continue
-        d = diagnoses[rel] = diagnosis(path, lr, engine=False)
-        bounds = lr.step_bounds()
-        newest = d.newest
-        last = lr.last_write_time
-        rows.append(
-            {
-                "run": rel,
-                "status": d.status or "not diagnosed",
-                "loss": sparkline(lr, "train/lm_loss"),
-                "grad norm": sparkline(lr, "grad/norm", log10=True),
-                "writer": lr.status,
-                "last step": bounds[1] if bounds else None,
-                "steps/s": lr.steps_per_s(),
-                "findings": len(d.findings),
-                "newest finding": newest.get("message", newest.get("id")) if newest else "",
-                "last write (s ago)": round(now - last, 1) if last else None,
-            }
-        )
-    return pd.DataFrame(rows), diagnoses
+    names = run_names(str(root))
+    summaries = {rel: read_summary(root / rel) for rel in names}
+    unwatched = [rel for rel, s in summaries.items() if s is None]
+    read_whole = len(unwatched) <= READ_UNWATCHED_MAX
+    rows = []
+    for rel in names:
+        s = summaries[rel]
+        if s is not None:
+            rows.append(_summary_row(rel, s, now))
+        elif read_whole:
+            rows.append(_live_row(rel, root / rel, now))
+        else:
+            rows.append({"run": rel, "status": "not watched", "writer": "-", "findings": None})
+    return pd.DataFrame(rows)
+
+
+def _summary_row(rel: str, s: dict, now: float) -> dict:
+    def points(name: str, log10: bool = False) -> list[float]:
+        v = np.array([p[1] for p in (s.get("sparklines") or {}).get(name) or []], np.float64)
+        if log10:
+            v = np.log10(np.where(v > 0, v, np.nan))
+        return v[np.isfinite(v)].tolist()
+
+    newest = s.get("newest_finding") or {}
+    last = s.get("last_write_time")
+    return {
+        "run": rel,
+        "status": s.get("health") or "not diagnosed",
+        "loss": points("train/lm_loss"),
+        "grad norm": points("grad/norm", log10=True),
+        "writer": s.get("status") or "-",
+        "last step": s.get("last_step"),
+        "steps/s": s.get("steps_per_s"),
+        "findings": s.get("findings"),
+        "newest finding": newest.get("message") or newest.get("id") or "",
+        "last write (s ago)": round(now - last, 1) if last else None,
+    }
+
+
+def _live_row(rel: str, path: Path, now: float) -> dict:
+    lr = try_live_run(path)
+    if lr is None:
+        return {"run": rel, "status": "unreadable", "writer": "-"}
+    d = diagnosis(path, lr, engine=False)
+    bounds = lr.step_bounds()
+    newest = d.newest
+    last = lr.last_write_time
+    return {
+        "run": rel,
+        "status": d.status or "not diagnosed",
+        "loss": sparkline(lr, "train/lm_loss"),
+        "grad norm": sparkline(lr, "grad/norm", log10=True),
+        "writer": lr.status,
+        "last step": bounds[1] if bounds else None,
+        "steps/s": lr.steps_per_s(),
+        "findings": len(d.findings),
+        "newest finding": newest.get("message", newest.get("id")) if newest else "",
+        "last write (s ago)": round(now - last, 1) if last else None,
+    }

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Write `data` to `path` so that a reader (or a crash) sees the old file or the new one.
 
     The temporary file lives in the same directory (rename is atomic only within a file system)
-    and is fsync'ed before the rename, so a power cut cannot leave a renamed but empty file.
+    and, when `durable`, is fsync'ed before the rename, so a power cut cannot leave a renamed
+    but empty file (a file rewritten every few seconds that can be made again skips that).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -22,7 +23,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -30,10 +32,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool = True) -> None:
     """Atomically write `obj` as indented JSON (non-JSON values such as paths become strings)."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=True) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode(), durable=durable)
 
 
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:

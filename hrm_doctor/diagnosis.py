@@ -12,6 +12,7 @@ got worse, what changed in the config).
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,10 @@ class Report:
     notes: list[Note]
     outcomes: list[RuleOutcome]
     baseline: dict[str, Any] | None = None
-    frame: pd.DataFrame | None = field(default=None, repr=False)  # the run's scalars (html)
+    # finding id -> its metric around the finding (columns step, rank, value): the html charts
+    windows: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    # key metric -> (summary value, how, better): what `--baseline` compares
+    summaries: dict[str, tuple[float, str, str]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -72,28 +76,78 @@ def diagnose(
     *,
     now: float | None = None,
     label: str | None = None,
-    keep_frame: bool = False,
+    windows: bool = False,
+    summaries: bool = False,
+    chunk_rows: int = 65536,
 ) -> Report:
-    """Read a run and evaluate every rule over it in one pass (the same engine as `watch`).
+    """Read a run and evaluate every rule over it (the same engine as `watch`), streaming: the
+    run is read in chunks of about `chunk_rows` rows, so memory does not grow with its length.
 
     `rules`: None for every built-in pack, pack names and/or rule-pack files (as `--rules`),
     or a loaded `RuleSet`. `now` also judges the time-based rules (a stalled run) on that
-    clock. `keep_frame` keeps the run's scalars on the report (the html report and
-    `--baseline` draw from them). Raises `UserError` for a missing run or a bad pack.
+    clock. `windows` adds each finding's metric around it (a second pass over the run: the html
+    report draws them); `summaries` adds the key metrics' summaries `--baseline` compares.
+    Raises `UserError` (a `FileNotFoundError` too) for a missing run, `UserError` for a bad pack.
     """
     from hrm_doctor.telemetry import RunReader
 
     rule_set = rules if isinstance(rules, RuleSet) else load_rule_set(_pack_list(rules))
-    reader = RunReader(run)
+    reader = RunReader(run, keep_history=False)
+    chunks = reader.iter_scalars(chunk_rows=chunk_rows, with_mask=True)
+    first = next(chunks, None)  # after the index pass the reader knows every session and rank
     meta = reader.meta or {}
     ws = meta.get("world_size") or (max(reader.ranks) + 1 if reader.ranks else 1)
     engine = RuleEngine(rule_set, reader.config or {}, meta, world_size=int(ws))
-    df, logged = reader.scalars(with_mask=True)
-    engine.feed(df, logged)
+    summary = _SummaryCollector() if summaries else None
+    for df, logged in itertools.chain([first] if first is not None else [], chunks):
+        engine.feed(df, logged)
+        if summary is not None:
+            summary.add(df)
     engine.finish()
     if now is not None:
         engine.tick(now, last_data_time=reader.last_write_time, status=reader.status)
-    return build_report(label or str(run), engine, rule_set, df if keep_frame else None)
+    report = build_report(label or str(run), engine, rule_set)
+    if summary is not None:
+        report.summaries = summary.result()
+    if windows:
+        report.windows = evidence_windows(run, report.findings, chunk_rows)
+    return report
+
+
+def evidence_windows(
+    run: str | Path, findings: Sequence[Finding], chunk_rows: int = 65536
+) -> dict[str, pd.DataFrame]:
+    """Each finding's metric around it, [first - pad, last + pad] with pad = max(200, half the
+    finding's span), of its rank (every rank for a finding about all of them): one streaming
+    pass that keeps only those rows."""
+    from hrm_doctor.telemetry import RunReader
+
+    wanted = [f for f in findings if f.metric]
+    if not wanted:
+        return {}
+    spans = {}
+    for f in wanted:
+        pad = max(200, (f.last_step - f.first_step) // 2)
+        spans[f.id] = (f.first_step - pad, f.last_step + pad)
+    parts: dict[str, list[pd.DataFrame]] = {f.id: [] for f in wanted}
+    metrics = sorted({f.metric for f in wanted})
+    for df in RunReader(run).iter_scalars(metrics, chunk_rows=chunk_rows):
+        lo_step, hi_step = int(df["step"].iloc[0]), int(df["step"].iloc[-1])
+        for f in wanted:
+            lo, hi = spans[f.id]
+            if hi < lo_step or lo > hi_step or f.metric not in df.columns:
+                continue
+            sel = (df["step"] >= lo) & (df["step"] <= hi) & df[f.metric].notna()
+            if f.rank is not None:
+                sel &= df["rank"] == f.rank
+            part = df.loc[sel, ["step", "rank", f.metric]]
+            parts[f.id].append(part.rename(columns={f.metric: "value"}))
+    return {
+        fid: pd.concat(p, ignore_index=True)
+        if p
+        else pd.DataFrame(columns=["step", "rank", "value"])
+        for fid, p in parts.items()
+    }
 
 
 def _pack_list(rules: Sequence[str] | str | None) -> list[str] | None:
@@ -102,9 +156,7 @@ def _pack_list(rules: Sequence[str] | str | None) -> list[str] | None:
     return [rules] if isinstance(rules, str) else list(rules)
 
 
-def build_report(
-    label: str, engine: RuleEngine, rule_set: RuleSet, frame: pd.DataFrame | None = None
-) -> Report:
+def build_report(label: str, engine: RuleEngine, rule_set: RuleSet) -> Report:
     findings = engine.report()
     notes = engine.all_notes()
     skipped = {n.rule: n.message for n in notes}
@@ -126,9 +178,7 @@ def build_report(
                 None if mine else why,
             )
         )
-    return Report(
-        label, overall_status(findings), engine.steps, findings, notes, outcomes, frame=frame
-    )
+    return Report(label, overall_status(findings), engine.steps, findings, notes, outcomes)
 
 
 # ---- baseline comparison ------------------------------------------------------------------
@@ -148,27 +198,38 @@ _KEY_METRICS = (
 )
 
 
-def _summaries(frame: pd.DataFrame | None) -> dict[str, tuple[float, str, str]]:
-    out: dict[str, tuple[float, str, str]] = {}
-    if frame is None or len(frame) == 0:
+class _SummaryCollector:
+    """The finite values of the key metrics, gathered chunk by chunk (float32: 4 bytes per
+    value of about ten metrics; the median of a whole run needs them all)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[np.ndarray]] = {}
+
+    def add(self, df: pd.DataFrame) -> None:
+        cols = [c for c in df.columns if c not in ("step", "rank", "time")]
+        for pattern, _, _ in _KEY_METRICS:
+            for name in fnmatch.filter(cols, pattern):
+                v = df[name].to_numpy(np.float32)
+                self.values.setdefault(name, []).append(v[np.isfinite(v)])
+
+    def result(self) -> dict[str, tuple[float, str, str]]:
+        out: dict[str, tuple[float, str, str]] = {}
+        for pattern, how, better in _KEY_METRICS:
+            for name in sorted(fnmatch.filter(list(self.values), pattern)):
+                v = np.concatenate(self.values[name]).astype(np.float64)
+                if len(v):
+                    out[name] = (_summary(v, how, better), how, better)
         return out
-    cols = [c for c in frame.columns if c not in ("step", "rank", "time")]
-    for pattern, how, better in _KEY_METRICS:
-        for name in sorted(fnmatch.filter(cols, pattern)):
-            v = frame[name].to_numpy(np.float64)
-            v = v[np.isfinite(v)]
-            if len(v) == 0:
-                continue
-            if how == "final":
-                val = float(np.median(v[-max(1, len(v) // 20) :]))
-            elif how == "best":
-                val = float(v.max() if better == "higher" else v.min())
-            elif how == "max":
-                val = float(v.max())
-            else:
-                val = float(np.median(v))
-            out[name] = (val, how, better)
-    return out
+
+
+def _summary(v: np.ndarray, how: str, better: str) -> float:
+    if how == "final":
+        return float(np.median(v[-max(1, len(v) // 20) :]))
+    if how == "best":
+        return float(v.max() if better == "higher" else v.min())
+    if how == "max":
+        return float(v.max())
+    return float(np.median(v))
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -192,7 +253,7 @@ def compare(
     """What got worse from `base` to `report`: new findings, metric summaries, config changes."""
     fired = {f.rule for f in report.findings}
     base_fired = {f.rule for f in base.findings}
-    mine, theirs = _summaries(report.frame), _summaries(base.frame)
+    mine, theirs = report.summaries, base.summaries
     metrics = []
     for name in sorted(set(mine) & set(theirs)):
         v, how, better = mine[name]

@@ -5,6 +5,7 @@
     RUN/findings.jsonl             the doctor's findings, each written once (watch.findings_log)
     RUN/patches.jsonl              the patch ledger: proposed, requested, applied... (watch.patches)
     RUN/lineage.jsonl              rollbacks and restarts of the run (watch.supervisor)
+    RUN/summary.json               the daemon's small summary of the run (watch.summary)
     RUN/control/requests, acks     the live-patch channel to the trainer (control; docs/control.md)
     RUN/checkpoints/step_NNNNNNNN  full checkpoints (hrm_core.trainer.checkpoint)
     RUN/.hrm-doctor.lock           one daemon per run (watch.lock)
@@ -30,6 +31,7 @@ TELEMETRY_DIR = "telemetry"
 FINDINGS_FILE = "findings.jsonl"
 PATCHES_FILE = "patches.jsonl"
 LINEAGE_FILE = "lineage.jsonl"
+SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".hrm-doctor.lock"
 CONTROL_DIR = "control"
 REQUESTS_DIR = "requests"  # under CONTROL_DIR
@@ -182,6 +184,15 @@ def live_findings(run: PathLike) -> list[dict[str, Any]]:
     """The findings that describe the run's current timeline (superseded ones left out)."""
     gone = superseded_findings(run)
     return [f for f in read_findings(run) if str(f["id"]) not in gone]
+
+
+def read_summary(run: PathLike) -> dict[str, Any] | None:
+    """The daemon's summary of the run (watch/summary.py), or None when no daemon wrote one."""
+    try:
+        obj = json.loads((Path(run) / SUMMARY_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def run_health(run: PathLike) -> str | None:

@@ -20,6 +20,8 @@ STATUS_CSS = {
     "healthy": "color: #15803d",
 }
 MAX_FINDINGS_LISTED = 3
+MAX_RUNS_LISTED = 20
+STYLED_ROWS_MAX = 200
 COLUMNS = [
     "status",
     "run",
@@ -36,7 +38,7 @@ COLUMNS = [
 
 @st.fragment(run_every=interval)
 def runs_table() -> None:
-    df, diagnoses = data.runs_overview(root)
+    df = data.runs_overview(root)
     if df.empty:
         st.info(f"No runs under `{root}` yet. Runs appear as soon as a trainer writes one.")
         return
@@ -55,9 +57,12 @@ def runs_table() -> None:
     view = df.reindex(columns=COLUMNS).assign(
         run=["run?run=" + quote(r, safe="/") for r in df["run"]]
     )
-    styled = view.style.map(lambda s: STATUS_CSS.get(s, "color: #6b7280"), subset=["status"])
+    # Colour the status column of a table people scan by eye; a sweep's thousand rows are
+    # sorted by status instead (a Styler renders CSS per cell: a second at that size).
+    if len(view) <= STYLED_ROWS_MAX:
+        view = view.style.map(lambda s: STATUS_CSS.get(s, "color: #6b7280"), subset=["status"])
     event = st.dataframe(
-        styled,
+        view,
         hide_index=True,
         key="runs_table",
         on_select="rerun",
@@ -94,18 +99,19 @@ def runs_table() -> None:
             ui.page_link("diagnosis", "Diagnosis", rel, icon=":material/medical_services:")
     else:
         st.caption("Select a row to open that run; click a column header to sort.")
-    needs_attention(df, diagnoses)
+    needs_attention(df)
 
 
-def needs_attention(df, diagnoses: dict[str, findings.Diagnosis]) -> None:
-    """The critical and warning runs with their findings and suggested patches, as text."""
+def needs_attention(df) -> None:
+    """The critical and warning runs with their findings and suggested patches, as text (the
+    findings of these runs only are read)."""
     warning = findings.severity_rank("warning")
     flagged = [r for r, s in zip(df["run"], df["status"]) if findings.severity_rank(s) >= warning]
     if not flagged:
         return
     st.subheader("Needs attention")
-    for rel in flagged:
-        d = diagnoses[rel]
+    for rel in flagged[:MAX_RUNS_LISTED]:
+        d = data.diagnosis(root / rel, engine=False)
         serious = [
             f
             for f in d.findings
@@ -134,6 +140,8 @@ def needs_attention(df, diagnoses: dict[str, findings.Diagnosis]) -> None:
                 st.markdown(line)
             if len(serious) > MAX_FINDINGS_LISTED:
                 st.caption(f"and {len(serious) - MAX_FINDINGS_LISTED} more on its Diagnosis page")
+    if len(flagged) > MAX_RUNS_LISTED:
+        st.caption(f"and {len(flagged) - MAX_RUNS_LISTED} more runs: sort the table by status")
 
 
 runs_table()

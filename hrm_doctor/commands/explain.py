@@ -55,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     rule_set = load_rule_set(args.rules)
     now = time.time()
-    need_frame = args.format == "html" or args.baseline is not None
-    report = diagnose(args.run, rule_set, now=now, keep_frame=need_frame)
+    compare_too = args.baseline is not None
+    report = diagnose(
+        args.run, rule_set, now=now, windows=args.format == "html", summaries=compare_too
+    )
     if args.baseline:
-        base = diagnose(args.baseline, rule_set, now=now, keep_frame=True)
+        base = diagnose(args.baseline, rule_set, now=now, summaries=True)
         report.baseline = compare(
             report, base, RunReader(args.run).config, RunReader(args.baseline).config
         )

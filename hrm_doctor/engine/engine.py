@@ -9,6 +9,7 @@ samples plus monotone state. Time-based rules fire from `tick(now)` with no new 
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,16 +87,21 @@ class _ActiveRule:
         self.across: dict[str, _Across] = {}
         self.book = EpisodeBook()
         self.patterns = list(spec.metrics)
+        self.patterns_key = tuple(spec.metrics)
         self.bound: list[str] = []  # metric labels in binding order
 
     def make_detector(self) -> Detector:
-        def resolve(text: str) -> Any:
+        return self.cls(self.params, self._resolve)
+
+    def _resolve(self, text: str) -> Any:
+        """A parameter's config expression, against this run (the same for each series)."""
+        cache = self.__dict__.setdefault("_resolved", {})
+        if text not in cache:
             try:
-                return ex.parse(text).evaluate(self.ctx.lookup)
+                cache[text] = ex.parse(text).evaluate(self.ctx.lookup)
             except ex.MissingName as exc:
                 raise _Skip(f"{_missing(exc.name, self.ctx)} (needed by the detector)") from None
-
-        return self.cls(self.params, resolve)
+        return cache[text]
 
     def needed_metrics(self) -> set[str]:
         out = set(self.value.metrics) if self.value else set()
@@ -191,6 +197,9 @@ class RuleEngine:
             df["rank"].to_numpy(np.int64) if "rank" in df.columns else np.zeros(len(df), np.int64)
         )
         self._note_columns(metric_cols)
+        # The metric columns as one array, once: per-column access to a wide DataFrame costs
+        # more than the rules' arithmetic on a chunk of a sweep's run.
+        values = df[metric_cols].to_numpy() if metric_cols else np.zeros((len(df), 0))
         # Column access to the mask is per metric: make its columns contiguous once.
         if logged is not None and len(df) > 4096 and not logged.flags.f_contiguous:
             logged = np.asfortranarray(logged)
@@ -199,7 +208,7 @@ class RuleEngine:
         per_rank: dict[int, RankRows] = {}
         for r in uniq.tolist():
             rows = None if len(uniq) == 1 else np.nonzero(ranks == r)[0]
-            rr = RankRows(steps, df, logged, col_index, rows)
+            rr = RankRows(steps, values, logged, col_index, rows)
             per_rank[r] = rr
             prev = self._rank_max.get(r, -1)
             new_steps = rr.steps[rr.steps > prev]
@@ -341,7 +350,7 @@ class RuleEngine:
                     rule.bound.append(rule.spec.value.replace("$", ""))
                 continue
             for c in sorted(new):
-                if any(fnmatch.fnmatchcase(c, p) for p in rule.patterns) and c not in rule.bound:
+                if _matches(c, rule.patterns_key) and c not in rule.bound:
                     rule.bound.append(c)
 
     def _track_eval_seconds(self, per_rank: dict[int, RankRows]) -> None:
@@ -390,6 +399,7 @@ class RuleEngine:
                         ser.aux_last[m] = int(a_s[-1])
                 sig = ser.detector.update(s, v, aux)
                 if len(s) == 0:
+                    ser.detector.release()
                     continue
                 ser.last_step = int(s[-1])
                 cond = sig.cond
@@ -398,6 +408,7 @@ class RuleEngine:
                 for e in scan_runs(ser.state, sig.steps, cond, rule.spec.for_, r, label):
                     e.payload = _snapshot(ser.detector, e)
                     events.append(e)
+                ser.detector.release()  # evidence taken: keep the window only
         return self._decide(rule, events)
 
     def _value_samples(
@@ -461,6 +472,7 @@ class RuleEngine:
             for e in scan_runs(acc.state, sig.steps, sig.cond, rule.spec.for_, -1, label):
                 e.payload = _snapshot(acc.detector, e)
                 events.append(e)
+            acc.detector.release()
         return self._decide(rule, events)
 
     def _decide(self, rule: _ActiveRule, events: list[RunEvent]) -> list[Finding]:
@@ -519,6 +531,12 @@ class RuleEngine:
     @staticmethod
     def _sorted(findings: list[Finding]) -> list[Finding]:
         return sorted(findings, key=lambda f: (f.last_step, f.rule, f.metric or "", f.rank or -1))
+
+
+@functools.lru_cache(maxsize=65536)
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """A metric name against a rule's globs (cached: every run of a sweep has the same names)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _missing(name: str, ctx: RunContext) -> str:

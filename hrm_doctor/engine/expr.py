@@ -17,6 +17,7 @@ a scalar config check and a vectorised per-row value.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -94,8 +95,10 @@ class Expr:
         return _eval(self.tree, name, metric)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Expr:
-    """Parse `text`; raise ExprError naming the column of the problem."""
+    """Parse `text`; raise ExprError naming the column of the problem. Cached: an engine per
+    run of a sweep parses the same few hundred expressions (an `Expr` is never changed)."""
     tokens: list[tuple[str, Any, int]] = []
     pos = 0
     text = str(text)

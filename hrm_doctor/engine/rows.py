@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hrm_doctor.engine import expr as ex
 from hrm_doctor.engine.detectors.base import rolling_median
@@ -41,7 +40,7 @@ class Guard:
                 all_v = np.concatenate([prev, v])
                 sm = rolling_median(all_v, self.window)[len(prev) :]
                 self.last[m], self.last_step[m] = float(sm[-1]), int(s[-1])
-                self.tails[m] = all_v[-max(self.window, 1) :]
+                self.tails[m] = all_v[-max(self.window, 1) :].copy()  # not a view of the chunk
             else:
                 sm = np.zeros(0)
             self._chunk[m] = (s, sm, before)
@@ -68,14 +67,16 @@ class RankRows:
     def __init__(
         self,
         steps: np.ndarray,
-        frame: pd.DataFrame,
+        values: np.ndarray,
         logged: np.ndarray | None,
         col_index: dict[str, int],
         rows: np.ndarray | None,
     ) -> None:
         self.steps = steps if rows is None else steps[rows]
-        self.frame, self.logged, self.col_index, self.rows = frame, logged, col_index, rows
+        # values: rows x metric columns (the update's frame as one array)
+        self.values, self.logged, self.col_index, self.rows = values, logged, col_index, rows
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._samples: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def column(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(values float64, logged bool) of a metric for this rank's rows."""
@@ -84,7 +85,7 @@ class RankRows:
         j = self.col_index.get(name)
         if j is None:
             return None
-        v = self.frame[name].to_numpy(np.float64)
+        v = self.values[:, j].astype(np.float64)
         lg = self.logged[:, j] if self.logged is not None else ~np.isnan(v)
         if self.rows is not None:
             v, lg = v[self.rows], lg[self.rows]
@@ -92,11 +93,20 @@ class RankRows:
         return v, lg
 
     def samples(self, name: str, after: int, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The metric's logged samples of this rank after step `after` (finite ones only with
+        `finite`); shared by every rule that reads the same metric from the same step."""
+        key = (name, after, finite)
+        got = self._samples.get(key)
+        if got is not None:
+            return got
         col = self.column(name)
         if col is None:
             return np.zeros(0, np.int64), np.zeros(0)
         v, lg = col
-        sel = lg & (self.steps > after)
+        sel = lg if len(self.steps) == 0 or after < self.steps[0] else lg & (self.steps > after)
         if finite:
-            sel &= np.isfinite(v)
-        return self.steps[sel], v[sel]
+            sel = sel & np.isfinite(v)
+        # the common case, every row logged and finite: the arrays themselves, no copy
+        got = (self.steps, v) if sel.all() else (self.steps[sel], v[sel])
+        self._samples[key] = got
+        return got

@@ -47,18 +47,12 @@ def _decimate(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nda
 def _chart(report: Report, f, i: int, include_js: bool) -> str:
     import plotly.graph_objects as go
 
-    df = report.frame
-    if df is None or not f.metric or f.metric not in df.columns:
+    part = report.windows.get(f.id)
+    if part is None or not len(part):
         return ""
-    pad = max(200, (f.last_step - f.first_step) // 2)
-    lo, hi = f.first_step - pad, f.last_step + pad
-    sel = (df["step"] >= lo) & (df["step"] <= hi)
-    if f.rank is not None:
-        sel &= df["rank"] == f.rank
-    part = df.loc[sel, ["step", "rank", f.metric]]
     fig = go.Figure()
     for rank, g in part.groupby("rank", sort=True):
-        v = g[f.metric].to_numpy(np.float64)
+        v = g["value"].to_numpy(np.float64)
         s = g["step"].to_numpy()
         ok = ~np.isnan(v)
         s, v = _decimate(s[ok], v[ok])

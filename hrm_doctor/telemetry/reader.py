@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pandas as pd
 from hrm_doctor._io import read_json
 from hrm_doctor.errors import NotARunDirectory, RunNotFound
 from hrm_doctor.rundir import CONFIG_FILE, META_FILE, TELEMETRY_DIR
-from hrm_doctor.telemetry import schema
+from hrm_doctor.telemetry import schema, stream
 from hrm_doctor.telemetry.assemble import assemble
 
 
@@ -210,14 +210,17 @@ class RunReader:
         self._blocks.append(_Block(seg.rank, seg.session, steps, times, run.keys, values))
         self._note_steps(sess, steps, times)
 
-    def _apply_frame(self, seg: _Segment, sess: _Session, frame: schema.Frame) -> None:
+    def _apply_frame(
+        self, seg: _Segment, sess: _Session, frame: schema.Frame, keep_tensors: bool = True
+    ) -> None:
         kind = frame.kind
         if kind == schema.KIND_TENSOR:
             tid, steps, arrays = schema.decode_tensor(frame.payload)
             if len(steps):
-                self._tensor_blocks.append(
-                    _TensorBlock(seg.rank, seg.session, seg.tensors[tid], steps, arrays)
-                )
+                if keep_tensors:
+                    self._tensor_blocks.append(
+                        _TensorBlock(seg.rank, seg.session, seg.tensors[tid], steps, arrays)
+                    )
                 self._note_steps(sess, steps, None)
         elif kind == schema.KIND_KEYS:
             obj = schema.decode_json(frame.payload)
@@ -281,6 +284,17 @@ class RunReader:
         self._refresh()
         return assemble(self._blocks, self._cutoffs(), metrics, with_mask, with_time, aggregate)
 
+    def changed(self) -> bool:
+        """Whether anything new is on disk for `poll` (a listing and a stat per segment: the
+        cheap question a daemon asks of a thousand quiet runs)."""
+        self._refresh()
+        if self._blocks[self._polled_blocks :] if self.keep_history else self._blocks:
+            return True
+        return any(
+            s.first_step is not None and session > self._polled_sessions.get(rank, -1)
+            for (rank, session), s in self._sessions.items()
+        )
+
     def poll(
         self,
         metrics: Sequence[str] | None = None,
@@ -313,14 +327,99 @@ class RunReader:
                 self._polled_sessions[rank] = max(session, self._polled_sessions.get(rank, session))
         result = assemble(new, self._cutoffs(), metrics, with_mask, with_time, None)
         df = result[0] if with_mask else result
-        if len(df):
-            for rank, hi in df.groupby("rank", sort=False)["step"].max().items():
-                self._returned_max[int(rank)] = max(int(hi), self._returned_max.get(int(rank), -1))
+        self._note_returned(df)
         for rank, b in rollback.items():
             self._returned_max[rank] = min(self._returned_max.get(rank, b), b - 1)
         if rollback:
             df.attrs["rollback"] = rollback
         return result
+
+    def iter_scalars(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        chunk_rows: int = 65536,
+        with_mask: bool = False,
+        with_time: bool = False,
+    ) -> Iterator[Any]:
+        """The rows of `scalars`, in successive frames of about `chunk_rows` rows (all ranks, in
+        step order: every row of one step is in one frame), in memory that does not grow with
+        the run's length (telemetry/stream.py). After the last frame, `poll` returns only the
+        rows written since. A reader that has read before iterates with a fresh one."""
+        if self._segments:
+            fresh = RunReader(self.run_dir, keep_history=False)
+            yield from fresh.iter_scalars(
+                metrics, chunk_rows=chunk_rows, with_mask=with_mask, with_time=with_time
+            )
+            return
+        groups = self._index()
+        cut = self._cutoffs()
+        indexed = {k: s for k, s in self._sessions.items() if s.first_step is not None}
+        for lo, hi, active in stream.windows(groups, chunk_rows):
+            blocks = []
+            for g in active:  # a group on a window boundary is decoded for each: nothing held
+                seg = g.seg
+                for steps, times, keys, values in stream.decode_group(g):
+                    if steps[0] > hi or steps[-1] < lo:
+                        continue
+                    m = (steps >= lo) & (steps <= hi)
+                    if not m.all():
+                        steps, times, values = steps[m], times[m], values[m]
+                    blocks.append(_Block(seg.rank, seg.session, steps, times, keys, values))
+            box = [assemble(blocks, cut, metrics, with_mask, with_time, None)]
+            del blocks
+            df = box[0][0] if with_mask else box[0]
+            if not len(df):
+                continue
+            self._note_returned(df)
+            del df
+            # a suspended generator keeps its locals: hand the chunk over without keeping it
+            # (a daemon catching up a thousand runs holds a thousand of these generators)
+            yield box.pop()
+        # sessions that appeared during the iteration are news for `poll` (a resume: rollback)
+        for rank, session in indexed:
+            self._polled_sessions[rank] = max(session, self._polled_sessions.get(rank, session))
+
+    def _note_returned(self, df) -> None:
+        """The newest step returned per rank (a later session from a step at or below it is a
+        rollback)."""
+        steps, ranks = df["step"].to_numpy(), df["rank"].to_numpy()
+        if not len(steps):
+            return
+        one = ranks.min() == ranks.max()
+        for rank in [int(ranks[0])] if one else np.unique(ranks).tolist():
+            top = int(steps.max() if one else steps[ranks == rank].max())
+            self._returned_max[rank] = max(top, self._returned_max.get(rank, -1))
+
+    def _index(self) -> list[stream._Group]:
+        """The index pass of `iter_scalars`: every segment read once, scalar frames indexed,
+        every other frame applied (tensor frames only noted: their arrays are not kept)."""
+        groups: list[stream._Group] = []
+        try:
+            names = sorted(os.listdir(self._tdir))
+        except (FileNotFoundError, NotADirectoryError):
+            return groups
+        for name in names:
+            m = schema.SEGMENT_RE.match(name)
+            if not m:
+                continue
+            rank, session, part = (int(g) for g in m.groups())
+            seg = self._segments[name] = _Segment(self._tdir / name, rank, session, part)
+            sess = self._sessions.get((rank, session))
+            if sess is None:
+                sess = self._sessions[(rank, session)] = _Session(rank, session)
+            size = stream.file_size(seg.path)
+            seg.size_seen = size
+
+            def on_steps(lo: int, hi: int, t: float, sess=sess) -> None:
+                self._note_steps(sess, np.array([lo, hi]), np.array([t]))
+
+            def on_frame(frame, seg=seg, sess=sess) -> None:
+                self._apply_frame(seg, sess, frame, keep_tensors=False)
+
+            with contextlib.suppress(OSError):
+                stream.scan_segment(seg, size, on_frame, on_steps, groups)
+        return groups
 
     def tensors(self, name: str) -> pd.DataFrame:
         """The 1-D arrays logged under `name`: columns ``step``, ``rank``, ``values``."""

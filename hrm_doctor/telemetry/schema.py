@@ -43,7 +43,7 @@ KIND_SCALARS = ord("B")  # binary: rows of one key set
 KIND_TENSOR = ord("T")  # binary: 1-D arrays of one tensor name
 KIND_END = ord("E")  # JSON: the session closed cleanly ({"status": "finished"|"failed"})
 
-_ROWS = struct.Struct("<II")  # key-set (or tensor) id, number of rows
+ROWS = struct.Struct("<II")  # key-set (or tensor) id, number of rows
 
 
 def segment_name(rank: int, session: int, part: int) -> str:
@@ -82,7 +82,7 @@ def encode_scalars(keys_id: int, steps: np.ndarray, times: np.ndarray, values: n
     n = len(steps)
     payload = b"".join(
         (
-            _ROWS.pack(keys_id, n),
+            ROWS.pack(keys_id, n),
             np.ascontiguousarray(steps, dtype="<i8").tobytes(),
             np.ascontiguousarray(times, dtype="<f8").tobytes(),
             np.ascontiguousarray(values, dtype="<f4").tobytes(),
@@ -98,7 +98,7 @@ def encode_tensor(tensor_id: int, steps: np.ndarray, arrays: list[np.ndarray]) -
     flat = np.concatenate(arrays).astype("<f4", copy=False) if arrays else np.zeros(0, "<f4")
     payload = b"".join(
         (
-            _ROWS.pack(tensor_id, len(arrays)),
+            ROWS.pack(tensor_id, len(arrays)),
             np.ascontiguousarray(steps, dtype="<i8").tobytes(),
             offsets.tobytes(),
             flat.tobytes(),
@@ -114,10 +114,11 @@ class Frame:
     end: int  # offset just past this frame (and its padding) in the buffer
 
 
-def decode_frames(buf: bytes | memoryview, start: int = 0):
+def decode_frames(buf: bytes | memoryview, start: int = 0, *, verify: bool = True):
     """Yield complete, CRC-valid frames from `buf[start:]`; stop at the first that is not.
 
     The caller keeps `frame.end` of the last frame it got as the offset to resume from.
+    `verify=False` skips the CRC: only for bytes this reader has already checked.
     """
     view = memoryview(buf)
     size = len(view)
@@ -131,7 +132,7 @@ def decode_frames(buf: bytes | memoryview, start: int = 0):
         if end > size:
             return
         payload = view[body : body + length]
-        if zlib.crc32(payload) != crc:
+        if verify and zlib.crc32(payload) != crc:
             return
         yield Frame(kind, payload, end)
         pos = end
@@ -143,9 +144,9 @@ def decode_json(payload: memoryview) -> Any:
 
 def decode_scalars(payload: memoryview, keys_of: dict[int, tuple[str, ...]]):
     """(keys_id, steps int64 [n], times float64 [n], values float32 [n, k]); zero-copy views."""
-    keys_id, n = _ROWS.unpack_from(payload, 0)
+    keys_id, n = ROWS.unpack_from(payload, 0)
     k = len(keys_of[keys_id])
-    pos = _ROWS.size
+    pos = ROWS.size
     steps = np.frombuffer(payload, dtype="<i8", count=n, offset=pos)
     pos += 8 * n
     times = np.frombuffer(payload, dtype="<f8", count=n, offset=pos)
@@ -156,8 +157,8 @@ def decode_scalars(payload: memoryview, keys_of: dict[int, tuple[str, ...]]):
 
 def decode_tensor(payload: memoryview):
     """(tensor_id, steps int64 [n], list of float32 arrays)."""
-    tensor_id, n = _ROWS.unpack_from(payload, 0)
-    pos = _ROWS.size
+    tensor_id, n = ROWS.unpack_from(payload, 0)
+    pos = ROWS.size
     steps = np.frombuffer(payload, dtype="<i8", count=n, offset=pos)
     pos += 8 * n
     offsets = np.frombuffer(payload, dtype="<i8", count=n + 1, offset=pos)

@@ -31,8 +31,10 @@ class RunLock:
                 f"{self.path.parent}: another hrm-doctor daemon (pid {holder}) is already "
                 "watching this run"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        pid = str(os.getpid()).encode()
+        os.pwrite(fd, pid, 0)
+        if os.fstat(fd).st_size > len(pid):  # (a truncate costs more than the write)
+            os.ftruncate(fd, len(pid))
         self._fd = fd
 
     def release(self) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hrm_doctor.rundir import CONFIG_FILE, META_FILE, TELEMETRY_DIR
@@ -82,8 +83,13 @@ class ChangeSource:
             return
         self._observer = observer
 
-    def changes(self, stop: threading.Event) -> Iterator[set[Path]]:
+    def changes(
+        self, stop: threading.Event, busy: Callable[[], bool] = lambda: False
+    ) -> Iterator[set[Path]]:
+        """Change sets until `stop`; while `busy()` (the daemon has a backlog to read) the sets
+        come without waiting, empty when nothing changed, so that the backlog moves on."""
         started = False
+        last_poll = 0.0
         while not stop.is_set():
             if not started and self.root.exists():
                 started = True
@@ -91,12 +97,19 @@ class ChangeSource:
                     self._start_observer()
                 yield {RESCAN}
             if self.polling or not started:
+                if busy() and started:
+                    now = time.monotonic()
+                    due = now - last_poll >= self.poll_interval_s
+                    last_poll = now if due else last_poll
+                    yield {ALL} if due else set()
+                    continue
                 if stop.wait(self.poll_interval_s if started else min(self.tick_s, 0.25)):
                     break
+                last_poll = time.monotonic()
                 yield {ALL} if started else set()
                 continue
             try:
-                first = self._queue.get(timeout=self.tick_s)
+                first = self._queue.get(timeout=0 if busy() else self.tick_s)
             except queue.Empty:
                 yield set()
                 continue

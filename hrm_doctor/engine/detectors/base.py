@@ -9,6 +9,7 @@ rolling statistics are order statistics (scipy.ndimage rank filters), never runn
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,12 @@ class Params(BaseModel):
 
     @classmethod
     def expressions(cls) -> list[str]:
-        return [n for n, f in cls.model_fields.items() if _EXPRESSION in f.metadata]
+        return _expression_fields(cls)
+
+
+@functools.cache
+def _expression_fields(cls: type) -> list[str]:
+    return [n for n, f in cls.model_fields.items() if _EXPRESSION in f.metadata]
 
 
 @dataclass
@@ -88,6 +94,47 @@ def rolling_median(x: np.ndarray, window: int) -> np.ndarray:
     return ndimage.median_filter(x, size=w, mode="nearest", origin=w // 2)
 
 
+def median_beyond(x: np.ndarray, window: int, limit: float, above: bool) -> np.ndarray:
+    """Where `rolling_median(x, window)` is above (or below) `limit`, without computing it:
+    the median of an odd window is above a limit exactly when at least half of the window's
+    samples, rounded up, are. A running count, not a rank filter (a sweep's daemon judges
+    thousands of thresholds per chunk)."""
+    hit = (x > limit) if above else (x < limit)
+    if window <= 1 or len(x) == 0:
+        return hit
+    w = odd(window)
+    c = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])  # c[k]: hits among x[:k]
+    j = np.arange(len(x))
+    start = j - w + 1
+    inside = c[j + 1] - c[np.maximum(start, 0)]
+    padded = np.maximum(0, -start) * int(hit[0])  # the window's copies of x[0] (as the filter)
+    return inside + padded >= (w + 1) // 2
+
+
+class TrailingMedian:
+    """`rolling_median(x, window)[offset:]` as a lazy array: only the entries read are computed
+    (a finding's evidence reads one)."""
+
+    def __init__(self, x: np.ndarray, window: int, offset: int) -> None:
+        self.x, self.w, self.offset = x, (odd(window) if window > 1 else 1), offset
+
+    def __len__(self) -> int:
+        return len(self.x) - self.offset
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """The whole array (what a caller that wants every entry gets)."""
+        out = rolling_median(self.x, self.w)[self.offset :]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, i: int) -> float:
+        j = self.offset + int(i)
+        lo = j - self.w + 1
+        part = self.x[max(lo, 0) : j + 1]
+        if lo < 0:
+            part = np.concatenate([np.full(-lo, self.x[0]), part])
+        return float(np.median(part))
+
+
 def shift(x: np.ndarray, k: int, fill: float = math.nan) -> np.ndarray:
     """x delayed by k samples: out[i] = x[i - k]."""
     if k <= 0:
@@ -121,7 +168,10 @@ class Detector:
         self._tail_s = np.zeros(0, np.int64)
         self._tail_v = np.zeros(0)
         self._n_seen = 0  # samples seen before the current update
+        # The last update's arrays, for `evidence` while the engine makes that update's findings;
+        # `release` drops them, so that a detector holds its window and nothing else.
         self._last: tuple[np.ndarray, np.ndarray, int, Signal] | None = None
+        self.scratch: dict[str, np.ndarray] = {}
         self.setup()
 
     def setup(self) -> None:
@@ -136,16 +186,23 @@ class Detector:
         """Evaluate new samples (sorted by step, all newer than any seen before)."""
         n_old = len(self._tail_s)
         all_s = np.concatenate([self._tail_s, steps]) if n_old else steps
-        all_v = np.concatenate([self._tail_v, values]) if n_old else values.astype(np.float64)
+        # the new samples are shared by every rule on this metric: read, never written to
+        all_v = np.concatenate([self._tail_v, values]) if n_old else np.asarray(values, np.float64)
         sig = self.compute(all_s, all_v, n_old, aux or {})
         self._last = (all_s, all_v, n_old, sig)
         keep = max(self.lookback, EVIDENCE_SAMPLES)
-        self._tail_s, self._tail_v = all_s[-keep:], all_v[-keep:]
+        # copies: a view would keep the whole update's arrays alive (memory = O(window))
+        self._tail_s, self._tail_v = all_s[-keep:].copy(), all_v[-keep:].copy()
         self._n_seen += len(steps)
         return sig
 
     def compute(self, s: np.ndarray, v: np.ndarray, n_old: int, aux: dict) -> Signal:
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop the last update's arrays (its findings are made): only the window stays."""
+        self._last = None
+        self.scratch.clear()
 
     def evidence(self, i: int) -> dict[str, Any]:
         """Evidence for the i-th new sample of the last update: the statistic and recent data."""

@@ -13,7 +13,8 @@ from hrm_doctor.engine.detectors.base import (
     Params,
     Signal,
     StepNumber,
-    rolling_median,
+    TrailingMedian,
+    median_beyond,
 )
 
 
@@ -70,26 +71,30 @@ class Threshold(Detector):
 
     def compute(self, s, v, n_old, aux) -> Signal:
         x = np.abs(v) if self.p.abs else v
-        level = rolling_median(x, self.window)[n_old:]
         steps = s[n_old:]
         n = len(steps)
+
+        def beyond(limit: float, above: bool) -> np.ndarray:
+            return median_beyond(x, self.window, limit, above)[n_old:]
+
         cond = np.zeros(n, bool)
         if self.above is not None:
-            cond |= level > self.above
+            cond |= beyond(self.above, True)
         if self.below is not None:
-            cond |= level < self.below
+            cond |= beyond(self.below, False)
         seen = np.arange(self._n_seen + 1, self._n_seen + n + 1)
         cond &= (seen >= self.min_samples) & (steps >= self.after_step)
         if not self._armed:
             arm = np.zeros(n, bool)
             if self.arm_below is not None:
-                arm |= level < self.arm_below
+                arm |= beyond(self.arm_below, False)
             if self.arm_above is not None:
-                arm |= level > self.arm_above
+                arm |= beyond(self.arm_above, True)
             arm &= seen >= self.min_samples
             armed = np.logical_or.accumulate(arm) if n else arm
             cond &= armed
             self._armed = bool(armed[-1]) if n else False
+        level = TrailingMedian(x, self.window, n_old)  # the evidence reads one or two entries
         return Signal(steps, cond, level, level)
 
     def thresholds(self) -> dict[str, Any]:

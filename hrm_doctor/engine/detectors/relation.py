@@ -109,15 +109,15 @@ class RankDivergence(Detector):
         cond = (n_valid >= self.p.min_ranks) & (stat >= self.p.ratio) & (steps >= self.after_step)
         if self.min_level is not None:
             cond &= med >= self.min_level
-        self._sm = sm
+        self.scratch["sm"] = sm
         self._last = (all_s, all_m, n_old, Signal(steps, cond, stat, med, lo))
         keep = max(self.lookback, EVIDENCE_SAMPLES)
-        self._tail_s, self._tail_m = all_s[-keep:], all_m[-keep:]
+        self._tail_s, self._tail_m = all_s[-keep:].copy(), all_m[-keep:].copy()
         return Signal(steps, cond, stat, med, lo)
 
     def evidence(self, i: int) -> dict[str, Any]:
         all_s, all_m, n_old, sig = self._last
-        row = self._sm[i]
+        row = self.scratch["sm"][i]
         finite = np.isfinite(row)
         worst = int(np.nanargmax(np.where(finite, row, -np.inf))) if finite.any() else None
         ev = {
@@ -202,8 +202,7 @@ class Gap(Detector):
                     stalled and level[i] >= self.p.train_min and gap[i] >= self.p.gap_min
                 )
         keep = max(w, 1)
-        self._train_s, self._train = tr_s[-keep:], tr_v[-keep:]
-        self._level = level
+        self._train_s, self._train = tr_s[-keep:].copy(), tr_v[-keep:].copy()
         return Signal(steps, cond, gap, vals, level)
 
     def thresholds(self) -> dict[str, Any]:
@@ -261,7 +260,7 @@ class EvalShare(Detector):
             self._prev_eval = int(st)
         cond = (share >= self.p.share) & (vals >= self.p.min_eval_s)
         keep = max(self.p.window, 1)
-        self._st_s, self._st = st_s[-keep:], st_v[-keep:]
+        self._st_s, self._st = st_s[-keep:].copy(), st_v[-keep:].copy()
         return Signal(steps, cond, share, vals, train_s)
 
     def thresholds(self) -> dict[str, Any]:

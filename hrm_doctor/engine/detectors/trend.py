@@ -78,7 +78,7 @@ class Spike(Detector):
                 ratio = np.where(base > 0, v[sl] / base, np.nan)
                 ref = base
             z = (y - base) / np.maximum(scale, 1e-3 if self.p.log else 1e-12)
-        self._z = z
+        self.scratch["z"] = z
         n = len(steps)
         seen = np.arange(self._n_seen, self._n_seen + n)
         cond = (seen >= self.min_samples) & (steps >= self.after_step)
@@ -92,7 +92,7 @@ class Spike(Detector):
 
     def evidence(self, i: int) -> dict[str, Any]:
         ev = super().evidence(i)
-        ev["z"] = json_number(self._z[i])
+        ev["z"] = json_number(self.scratch["z"][i])
         return ev
 
     def thresholds(self) -> dict[str, Any]:
@@ -158,7 +158,7 @@ class Growth(Detector):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             factor = np.exp(d)
             doubling = np.where(d > 0, math.log(2) * span / d, np.inf)
-        self._doubling = doubling
+        self.scratch["doubling"] = doubling
         n = len(steps)
         seen = np.arange(self._n_seen + 1, self._n_seen + n + 1)
         cond = mono & (factor >= self.p.min_factor) & (seen >= 3 * k) & (steps >= self.after_step)
@@ -174,7 +174,7 @@ class Growth(Detector):
     def evidence(self, i: int) -> dict[str, Any]:
         ev = super().evidence(i)
         key = "doubling_steps" if self.p.direction == "up" else "halving_steps"
-        ev[key] = json_number(self._doubling[i])
+        ev[key] = json_number(self.scratch["doubling"][i])
         all_s, all_v, n_old, _ = self._last
         j = n_old + i
         lo = max(0, j - self.lookback + 1)
@@ -368,7 +368,7 @@ class Plateau(Detector):
             mono = (sign * (p1 - p2) > 0) & (sign * (p2 - p3) > 0)
             # What the prior rate predicts over the recent window (its span in thirds).
             expected = prior * (2 * kr) / (2 * kp)
-        self._prior = prior
+        self.scratch["prior"] = prior
         n = len(steps)
         seen = np.arange(self._n_seen + 1, self._n_seen + n + 1)
         cond = (
@@ -385,7 +385,7 @@ class Plateau(Detector):
 
     def evidence(self, i: int) -> dict[str, Any]:
         ev = super().evidence(i)
-        ev["prior_improvement"] = json_number(self._prior[i])
+        ev["prior_improvement"] = json_number(self.scratch["prior"][i])
         return ev
 
     def thresholds(self) -> dict[str, Any]:
