@@ -16,13 +16,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hrm_core.data.arc import ArcBuildOptions
 from hrm_core.data.maze import MazeBuildOptions
 from hrm_core.data.sudoku import SudokuBuildOptions
 from hrm_doctor.errors import UserError
 
+RESUME_VALUES = "auto, true, false (= never), never, or a checkpoint or run directory"
 MISSING_HINT = "set it (e.g. data_path=DIR) or choose a preset: task=NAME or experiment=NAME"
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -196,11 +204,30 @@ class TrainConfig(_Section):
     resume: str = Field(
         "auto",
         min_length=1,
-        description="auto: latest checkpoint in run_dir if any; never; or a checkpoint path.",
+        description=(
+            "auto: the newest checkpoint in run_dir if there is one; true: that checkpoint, "
+            "and an error when there is none; never (or false): start fresh; or a checkpoint "
+            "or run directory."
+        ),
     )
     arch: ArchConfig = Field(default_factory=ArchConfig, description="The model.")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="The hrm-doctor probe.")
     wandb: WandbConfig = Field(default_factory=WandbConfig, description="W&B logging.")
+
+    @field_validator("resume", mode="before")
+    @classmethod
+    def _resume_words(cls, value: Any) -> Any:
+        """Hydra reads `resume=true` as a boolean: true resumes (and must find a checkpoint),
+        false never does."""
+        if isinstance(value, bool):
+            return "true" if value else "never"
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on"):
+            return "true"
+        if isinstance(value, str) and value.strip().lower() in ("false", "no", "off"):
+            return "never"
+        if not isinstance(value, str):
+            raise ValueError(f"must be {RESUME_VALUES}")
+        return value
 
     @model_validator(mode="after")
     def _eval_interval_divides_epochs(self) -> TrainConfig:

@@ -43,24 +43,19 @@ class RunSummary:
 
 
 def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
-    """Read a run once and summarise it. Raises UserError for a missing or non-run directory."""
+    """Read a run once, in chunks (memory does not grow with its length), and summarise it.
+    Raises UserError (also a FileNotFoundError) for a missing or non-run directory."""
     from hrm_doctor.telemetry import RunReader
 
-    reader = RunReader(path)
-    df = reader.scalars(with_time=True)
+    reader = RunReader(path, keep_history=False)
+    acc = _Accumulator()
+    for df in reader.iter_scalars(with_time=True):
+        acc.add(df)
     meta = reader.meta
-    steps = df["step"]
-    first = int(steps.min()) if len(df) else None
-    last = int(steps.max()) if len(df) else None
-    rate = None
-    if len(df) > 1:
-        # steps/s over the newest rank-0 rows (or any rank), robust to resumes: last 100 rows
-        tail = df[df["rank"] == df["rank"].min()].tail(100)
-        dt = float(tail["time"].iloc[-1] - tail["time"].iloc[0])
-        ds = int(tail["step"].iloc[-1] - tail["step"].iloc[0])
-        rate = ds / dt if dt > 0 else None
+    rate = acc.steps_per_s()
     lineage = reader.lineage
-    headline, value = _headline(df)
+    headline, value = acc.headline()
+    first, last = acc.first, acc.last
     return RunSummary(
         path=str(path),
         run_id=meta.get("run_id"),
@@ -68,11 +63,11 @@ def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
         status=reader.status,
         world_size=meta.get("world_size"),
         ranks=reader.ranks,
-        steps=int(steps.nunique()) if len(df) else 0,
+        steps=acc.steps,
         first_step=first,
         last_step=last,
-        metrics=len(df.columns) - 3,
-        tensors=len(reader.tensor_names),
+        metrics=len(acc.metrics),
+        tensors=len(reader.declared_tensors),
         start_time=meta.get("start_time"),
         last_write_time=reader.last_write_time,
         steps_per_s=rate,
@@ -87,18 +82,66 @@ def summarise_run(path: str | os.PathLike[str]) -> RunSummary:
     )
 
 
-def _headline(df) -> tuple[str | None, float | None]:
-    """Best eval exact accuracy (any set), else the negated last train/lm_loss."""
-    evals = [c for c in df.columns if c.startswith("eval/") and c.endswith("/exact_accuracy")]
-    for col in sorted(evals):
-        values = df[col].dropna()
-        if len(values):
-            return col, float(values.max())
-    if "train/lm_loss" in df.columns:
-        values = df["train/lm_loss"].dropna()
-        if len(values):
-            return "train/lm_loss", float(values.iloc[-1])
-    return None, None
+_RATE_ROWS = 100  # steps/s over the newest rows of the lowest rank (robust to resumes)
+
+
+class _Accumulator:
+    """What `summarise_run` needs, folded chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.last: int | None = None
+        self.steps = 0
+        self.metrics: dict[str, None] = {}
+        self.best_eval: dict[str, float] = {}
+        self.last_loss: float | None = None
+        self.tails: dict[int, Any] = {}  # rank -> its newest rows (step, time)
+
+    def add(self, df) -> None:
+        import numpy as np
+        import pandas as pd
+
+        if not len(df):
+            return
+        steps = df["step"].to_numpy()
+        self.first = int(steps[0]) if self.first is None else self.first
+        self.last = int(steps[-1])
+        self.steps += int(np.count_nonzero(np.diff(steps))) + 1  # whole steps per chunk
+        for c in df.columns:
+            if c not in ("step", "rank", "time"):
+                self.metrics.setdefault(c, None)
+                if c.startswith("eval/") and c.endswith("/exact_accuracy"):
+                    v = df[c].to_numpy(np.float64)
+                    v = v[~np.isnan(v)]
+                    if len(v):
+                        self.best_eval[c] = max(float(v.max()), self.best_eval.get(c, -np.inf))
+        if "train/lm_loss" in df.columns:
+            v = df["train/lm_loss"].dropna()
+            if len(v):
+                self.last_loss = float(v.iloc[-1])
+        for rank, g in df.groupby("rank", sort=True):
+            old = self.tails.get(int(rank))
+            part = g[["step", "time"]]
+            both = part if old is None else pd.concat([old, part])
+            self.tails[int(rank)] = both.tail(_RATE_ROWS)
+
+    def steps_per_s(self) -> float | None:
+        if not self.tails:
+            return None
+        tail = self.tails[min(self.tails)]
+        if len(tail) < 2:
+            return None
+        dt = float(tail["time"].iloc[-1] - tail["time"].iloc[0])
+        ds = int(tail["step"].iloc[-1] - tail["step"].iloc[0])
+        return ds / dt if dt > 0 else None
+
+    def headline(self) -> tuple[str | None, float | None]:
+        """Best eval exact accuracy (any set), else the last train/lm_loss."""
+        for col in sorted(self.best_eval):
+            return col, self.best_eval[col]
+        if self.last_loss is not None:
+            return "train/lm_loss", self.last_loss
+        return None, None
 
 
 def rank_runs(summaries: list[RunSummary]) -> list[RunSummary]:

@@ -146,12 +146,6 @@ class TrainLoader:
         """Where the next batch starts (its pass, set, epoch and offset)."""
         return self._position
 
-    def estimated_batches_per_pass(self) -> float:
-        """Expected global batches per pass (the reference's step estimate)."""
-        meta = self.dataset.metadata
-        examples = meta.total_groups * meta.mean_puzzle_examples * self.epochs_per_pass
-        return examples / self.global_batch_size
-
     def iter_pass(self) -> Iterator[Batch]:
         """The remaining batches of the current pass; afterwards the position is the next pass."""
         current = self._position.pass_index

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from hrm_core.optim.schedule import closure_loss
+
 
 class AdamAtan2(Optimizer):
     """Adam-atan2 with decoupled weight decay; fp32 moments; no host-device sync in `step`."""
@@ -38,10 +40,7 @@ class AdamAtan2(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             lr, weight_decay = group["lr"], group["weight_decay"]
             beta1, beta2 = group["betas"]

@@ -1,12 +1,14 @@
-"""Learning-rate schedule for both optimizers: linear warmup, then cosine to lr*min_ratio.
-
-HRM_NOTES "Schedule"; with min_ratio 1.0 (the default) the rate is constant after warmup.
+"""Learning-rate schedule for both optimizers: linear warmup, then cosine to lr*min_ratio
+(HRM_NOTES "Schedule"; with min_ratio 1.0, the default, constant after warmup); and what both
+optimizers share of PyTorch's contract (the rate set by the trainer, the optional closure).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import torch
 from torch.optim import Optimizer
 
 
@@ -31,3 +33,11 @@ def set_lr(optimizer: Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group (called by the trainer before each step)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def closure_loss(closure: Callable[[], float] | None) -> float | None:
+    """`Optimizer.step(closure)`: the loss re-evaluated with gradients enabled, when given."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch.optim import Optimizer
 
 from hrm_core.model.sparse_embedding import CastedSparseEmbedding
+from hrm_core.optim.schedule import closure_loss
 
 
 def _all_gather_rows(tensor: torch.Tensor, group: dist.ProcessGroup | None) -> torch.Tensor:
@@ -63,10 +64,7 @@ class CastedSparseEmbeddingSignSGD(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         distributed = dist.is_available() and dist.is_initialized()
         for group, emb in zip(self.param_groups, self.embeddings, strict=True):
             grad = emb.local_weights.grad

@@ -28,46 +28,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from hrm_core.probe.act import (
-    HaltAtMaxFrac,
-    HaltDelay,
-    HaltSteps,
-    PrematureHaltFrac,
-    QSamples,
-    QValueSummary,
-    TargetQMean,
-)
+from hrm_core.probe import act, embedding, gradients, state, system, weights
 from hrm_core.probe.context import StepContext
-from hrm_core.probe.embedding import PuzzleEmbNorm, PuzzleEmbRowsTouched, PuzzleEmbSignFlip
-from hrm_core.probe.gradients import BlockGradNorm, GradNorm, GroupGradNorm, NonfiniteCount
 from hrm_core.probe.host import HostValue, metrics_to_host
 from hrm_core.probe.quantity import HOOKS, Metrics, Quantity, Tier
-from hrm_core.probe.state import StateDelta, StateRMS
-from hrm_core.probe.system import MemPeak
 from hrm_core.probe.target import ProbeTarget
-from hrm_core.probe.weights import BlockParamNorm, GroupParamNorm, UpdateRatio
 
 QUANTITIES: tuple[type[Quantity], ...] = (
-    GradNorm,
-    GroupGradNorm,
-    BlockGradNorm,
-    NonfiniteCount,
-    UpdateRatio,
-    GroupParamNorm,
-    BlockParamNorm,
-    QValueSummary,
-    TargetQMean,
-    QSamples,
-    HaltSteps,
-    HaltAtMaxFrac,
-    PrematureHaltFrac,
-    HaltDelay,
-    StateRMS,
-    StateDelta,
-    PuzzleEmbSignFlip,
-    PuzzleEmbRowsTouched,
-    PuzzleEmbNorm,
-    MemPeak,
+    gradients.GradNorm,
+    gradients.GroupGradNorm,
+    gradients.BlockGradNorm,
+    gradients.NonfiniteCount,
+    weights.UpdateRatio,
+    weights.GroupParamNorm,
+    weights.BlockParamNorm,
+    act.QValueSummary,
+    act.TargetQMean,
+    act.QSamples,
+    act.HaltSteps,
+    act.HaltAtMaxFrac,
+    act.PrematureHaltFrac,
+    act.HaltDelay,
+    state.StateRMS,
+    state.StateDelta,
+    embedding.PuzzleEmbSignFlip,
+    embedding.PuzzleEmbRowsTouched,
+    embedding.PuzzleEmbNorm,
+    system.MemPeak,
 )
 """Every quantity, in computation order: GradNorm pays for the shared gradient norms,
 UpdateRatio computes the weight norms fused with its update norms for GroupParamNorm."""
@@ -80,7 +67,8 @@ class Probe:
     `optimizers` (a mapping, a list or one optimizer) are read for statistics they keep
     (`last_stats` of the puzzle-embedding SignSGD). `every` schedules scalar quantities,
     `tensor_every` the 1-D per-sample ones; `tier` ("cheap", "standard", "full") picks the
-    quantities unless `quantities` (classes or instances) names them; `groups` (name ->
+    quantities unless `quantities` (classes or instances) names them; `exclude` drops the
+    quantities of the metric names the caller produces itself; `groups` (name ->
     parameters) overrides the name-based parameter groups. `profile=True` times each
     quantity into `cost_s` (wall time; on CUDA with a device sync around each quantity: for
     benchmarks only).
@@ -96,6 +84,7 @@ class Probe:
         halt_max_steps: int | None = None,
         tier: str | Tier = "standard",
         quantities: Iterable[Quantity | type[Quantity]] | None = None,
+        exclude: Iterable[str] = (),
         groups: Mapping[str, Iterable[torch.Tensor]] | None = None,
         profile: bool = False,
     ) -> None:
@@ -103,6 +92,8 @@ class Probe:
         self.tier = Tier.parse(tier)
         if quantities is None:
             quantities = [cls for cls in QUANTITIES if cls.tier <= self.tier]
+        # metrics the caller logs itself (hrm-train: grad/norm, nonfinite/count): one producer
+        quantities = [q for q in quantities if q.name not in set(exclude)]
         chosen = [
             q if isinstance(q, Quantity) else q(tensor_every if q.per_sample else every)
             for q in quantities

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -28,21 +27,19 @@ import numpy as np
 import torch
 
 from hrm_doctor.errors import UserError
+from hrm_doctor.rundir import (  # the layout the doctor's rollbacks read: one owner of the names
+    CHECKPOINTS_DIR,
+    PARTIAL_PREFIX,
+    SUPERSEDED_DIR,
+    checkpoint_name,
+    checkpoints,
+)
 
-CHECKPOINTS_DIR = "checkpoints"
-SUPERSEDED_DIR = "superseded"
-"""Checkpoints newer than the one a run was rolled back to move here: kept, never resumed."""
-PARTIAL_PREFIX = ".partial-"
 STATE_FILE = "state.json"
 MODEL_FILE = "model.pt"
 OPTIMIZERS_FILE = "optimizers.pt"
-NAME_RE = re.compile(r"^step_(\d{8,})$")
 FORMAT = "hrm-train-checkpoint"
 FORMAT_VERSION = 1
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:08d}"
 
 
 def rank_file(rank: int) -> str:
@@ -85,26 +82,24 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run, oldest first (partial and superseded ones are skipped)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    found = []
-    try:
-        entries = list(root.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    for path in entries:
-        m = NAME_RE.match(path.name)
-        if m and path.is_dir() and read_state(path) is not None:
-            found.append((int(m.group(1)), path))
-    return sorted(found)
+    return [(step, path) for step, path in checkpoints(run_dir) if read_state(path) is not None]
 
 
 def resolve_resume(resume: str, run_dir: str | os.PathLike[str]) -> Path | None:
-    """`auto`: newest complete checkpoint of run_dir (None if none); `never`: None; else a
-    checkpoint directory, or a run directory whose newest checkpoint is taken."""
+    """`auto`: newest complete checkpoint of run_dir (None if none); `true`: the same, and a
+    UserError when there is none; `never`: None; else a checkpoint directory, or a run
+    directory whose newest checkpoint is taken."""
+    from hrm_core.config import RESUME_VALUES
+
     if resume == "never":
         return None
-    if resume == "auto":
+    if resume in ("auto", "true"):
         found = list_checkpoints(run_dir)
+        if not found and resume == "true":
+            raise UserError(
+                f"config key 'resume': true, but {run_dir} has no complete checkpoint "
+                "(resume=auto starts fresh when there is none)"
+            )
         return found[-1][1] if found else None
     path = Path(resume)
     if read_state(path) is not None:
@@ -113,10 +108,14 @@ def resolve_resume(resume: str, run_dir: str | os.PathLike[str]) -> Path | None:
     if found:
         return found[-1][1]
     if not path.exists():
-        raise UserError(f"config key 'resume': {path}: no such checkpoint or run directory")
+        raise UserError(
+            f"config key 'resume': {path}: no such checkpoint or run directory "
+            f"(accepted: {RESUME_VALUES})"
+        )
     raise UserError(
         f"config key 'resume': {path}: not a complete checkpoint (state.json, {MODEL_FILE}, "
-        f"{OPTIMIZERS_FILE} and one rank_*.pt per rank) nor a run with checkpoints/"
+        f"{OPTIMIZERS_FILE} and one rank_*.pt per rank) nor a run with checkpoints/ "
+        f"(accepted: {RESUME_VALUES})"
     )
 
 

@@ -26,13 +26,11 @@ from typing import Any
 
 from hrm_doctor._io import atomic_write_json, read_json
 from hrm_doctor.control import (  # the whitelist is shared with the doctor: one source of truth
-    ACKS_DIR,
-    CONTROL_DIR,
     HOT_KEYS,
-    REQUESTS_DIR,
     HotKey,
     parse_override,
 )
+from hrm_doctor.rundir import ACKS_DIR, CONTROL_DIR, REQUESTS_DIR
 
 __all__ = ["HOT_KEYS", "HotKey", "parse_override"]
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$")
@@ -229,6 +227,60 @@ class ControlChannel:
             if isinstance(a, dict) and a.get("status") == "applied" and a.get("step", 0) > step
         ]
         return sorted(applied, key=lambda a: (a["step"], a.get("acked_at") or 0.0))
+
+
+def apply_hot(hot: HotParams, opt: Any, emb_opt: Any, model: Any) -> None:
+    """Push the hot values into the optimizers and the model (the lrs are set every step)."""
+    for group in opt.param_groups:
+        group["weight_decay"] = hot["weight_decay"]
+    if emb_opt is not None:
+        for group in emb_opt.param_groups:
+            group["weight_decay"] = hot["puzzle_emb_weight_decay"]
+    model.halt_exploration_prob = float(hot["arch.halt_exploration_prob"])
+
+
+class StepBoundary:
+    """The host-side decisions of each step boundary, identical on every rank: rank 0's new
+    patch requests (applied from the next step), the doctor's stop requests (acted on at the
+    boundary after they are decided), and any rank's stop signal. One tiny gloo all-reduce per
+    step; a broadcast only when there are requests."""
+
+    def __init__(self, info: Any, channel: ControlChannel, stop: Any) -> None:
+        self.info, self.channel, self.stop = info, channel, stop
+        self.decided: list[Request] = []  # patches decided at the last boundary
+        self.doctor_stops: list[Request] = []  # stop requests, acted on at the next boundary
+
+    def exchange(self, probe_scalars: int) -> tuple[list[int], bool]:
+        """Agree on this boundary's news: the flags (requests?, stop signal, ...) and whether
+        every rank's probe returned as many scalars (the sums are then all-reduced together)."""
+        from hrm_core.trainer.distributed import any_flags, broadcast_json
+
+        requests = self.channel.poll()  # rank 0: one os.stat when nothing changed
+        flags = any_flags(
+            self.info, [int(bool(requests)), self.stop.code, probe_scalars, -probe_scalars]
+        )
+        if flags[0]:
+            shared = broadcast_json(self.info, [r.to_json() for r in requests])
+            self.decided = [Request.from_json(r) for r in shared]
+        return flags, flags[2] == -flags[3]
+
+    def apply_decided(self, hot: HotParams, step: int, note: Any) -> None:
+        """At the start of a step: the patches decided at the last boundary take effect."""
+        for request in self.decided:
+            if request.stop:
+                self.doctor_stops.append(request)  # acted on at this step's boundary
+            else:
+                note(apply_request(request, hot, self.channel, step))
+        self.decided = []
+
+    def take_stops(self, hot: HotParams, step: int, note: Any) -> list[Request]:
+        """At the end of a step: the doctor's stop requests (a hopeless sweep trial)."""
+        stops = self.doctor_stops + [r for r in self.decided if r.stop]
+        self.doctor_stops = []
+        for request in stops:
+            note(apply_request(request, hot, self.channel, step))
+        self.decided = [r for r in self.decided if not r.stop]
+        return stops
 
 
 def apply_request(request: Request, hot: HotParams, channel: ControlChannel, step: int) -> str:

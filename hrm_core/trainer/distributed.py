@@ -151,11 +151,6 @@ def init_distributed(device_name: str) -> DistInfo:
     return DistInfo(rank, world_size, local_rank, local_world, backend, control)
 
 
-def shutdown(info: DistInfo) -> None:
-    if info.distributed and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier(group=info.control_group)

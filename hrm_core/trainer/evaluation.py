@@ -72,3 +72,15 @@ def evaluate(
     finally:
         loss_head.train(was_training)
     return results
+
+
+def format_eval(step: int, results: dict[str, float]) -> str:
+    """The console line of an evaluation."""
+    sets = sorted({k.split("/")[1] for k in results})
+    parts = []
+    for s in sets:
+        parts.append(
+            f"{s}: acc {results[f'eval/{s}/accuracy']:.4f} exact "
+            f"{results[f'eval/{s}/exact_accuracy']:.4f} ({results[f'eval/{s}/seconds']:.1f} s)"
+        )
+    return f"eval at step {step}: " + "; ".join(parts)

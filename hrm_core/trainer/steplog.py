@@ -10,7 +10,6 @@ a checkpoint or the end, so telemetry never misses a step.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,14 +93,9 @@ class StepLog:
         if p is None:
             return
         self.pending = None
-        # The trainer's own values win where the probe measures the same name (grad/norm,
-        # nonfinite/count: the trainer's count is this rank's, before the all-reduce).
+        # one producer per name: the probe leaves grad/norm and nonfinite/count to the trainer
         local = {**probe_local, **p.local, **p.extra}
         reduced = {**probe_reduced, **p.reduced, **p.extra}
         self.writer.log(local, step=p.step)
         self.wandb.log(reduced, step=p.step)
         self.console.update(p.step, reduced)
-
-
-def is_finite(value: Any) -> bool:
-    return isinstance(value, float | int) and math.isfinite(value)

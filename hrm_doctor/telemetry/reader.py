@@ -460,6 +460,11 @@ class RunReader:
         return list(seen)
 
     @property
+    def declared_tensors(self) -> list[str]:
+        """Tensor names the writers declared in the segments read so far (no arrays read)."""
+        return sorted({n for seg in self._segments.values() for n in seg.tensors.values()})
+
+    @property
     def tensor_names(self) -> list[str]:
         if not self.keep_history:
             return RunReader(self.run_dir).tensor_names

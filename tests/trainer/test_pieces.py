@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from hrm_core.probe import metrics_to_host
 from hrm_core.trainer.console import Console, format_metrics
 from hrm_core.trainer.distributed import set_cpu_threads, torchrun_problems
 from hrm_core.trainer.gradients import FlatGradients
-from hrm_core.trainer.host import tensors_to_host
 from hrm_core.trainer.steplog import train_means
 from hrm_core.trainer.wandb_logger import WandbLogger, effective_mode
 
@@ -56,8 +56,8 @@ def test_train_means_follow_the_documented_denominators():
     assert "train/accuracy" not in none_halted and none_halted["train/count"] == 0.0
 
 
-def test_tensors_to_host_is_one_batched_transfer():
-    host = tensors_to_host(
+def test_metrics_to_host_is_one_batched_transfer():
+    host = metrics_to_host(
         {"a": torch.tensor(1.5), "b": torch.tensor([1, 2, 3]), "c": 7, "d": torch.tensor(True)}
     )
     assert host["a"] == 1.5 and host["c"] == 7 and host["d"] == 1.0

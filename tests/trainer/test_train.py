@@ -362,16 +362,16 @@ def test_one_host_sync_per_step_and_none_hidden_in_the_trainer(
 ):
     import sys
 
-    import hrm_core.trainer.host as host
+    import hrm_core.trainer.stepsync as stepsync
 
     transfers: list[int] = []
-    real_loader = host.load_metrics_to_host
+    to_host = stepsync.metrics_to_host
 
-    def counting_loader():
-        to_host = real_loader()
-        return lambda metrics: transfers.append(len(metrics)) or to_host(metrics)
+    def counting(metrics):
+        transfers.append(len(metrics))
+        return to_host(metrics)
 
-    monkeypatch.setattr(host, "load_metrics_to_host", counting_loader)
+    monkeypatch.setattr(stepsync, "metrics_to_host", counting)
     hidden: list[str] = []
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
         original = getattr(torch.Tensor, name)
@@ -399,3 +399,47 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, train, tiny_args)
     # Two micro-batches of 32 (each with its own ACT carry) = one batch of 64, up to float order.
     np.testing.assert_allclose(a["train/lm_loss"], b["train/lm_loss"], rtol=1e-4)
     np.testing.assert_allclose(a["grad/norm"], b["grad/norm"], rtol=1e-3)
+
+
+# ---- one producer per metric ------------------------------------------------------------------
+
+
+def test_grad_norm_and_nonfinite_count_have_one_producer_the_trainer(tmp_path, train, tiny_args):
+    """The trainer computes the pre-clip norm and the non-finite count anyway (to clip, to skip
+    a step): the probe of hrm-train has no quantity of those names, and what is logged is the
+    trainer's pre-clip norm (clipping at 1e-3 does not shrink it)."""
+    from hrm_core.config import load_config
+    from hrm_core.trainer.build import TRAINER_METRICS, build_network, make_probe, open_data
+    from hrm_core.trainer.distributed import DistInfo
+
+    args = tiny_args(tmp_path / "run", "max_steps=4", "grad_clip_norm=0.001", "probe.tier=full")
+    cfg = load_config(args)
+    info = DistInfo()  # one process
+    probe = make_probe(cfg, build_network(cfg, open_data(cfg, info), info, torch.device("cpu")))
+    names = probe.names()
+    assert not set(TRAINER_METRICS) & set(names)
+    assert "grad/norm/H" in names and "grad/norm/H.0" in names  # the groups stay the probe's
+    assert train(args) == 0
+    df = scalars(tmp_path / "run")
+    assert (df["grad/norm"] > 0.01).all()  # before clipping
+    assert (df["nonfinite/count"] == 0).all()
+
+
+# ---- resume=true / false ----------------------------------------------------------------------
+
+
+def test_resume_true_needs_a_checkpoint_and_false_starts_fresh(tmp_path, train, tiny_args, capsys):
+    run_dir = tmp_path / "run"
+    assert train(tiny_args(run_dir, "resume=true", "max_steps=3")) == 2
+    err = capsys.readouterr().err
+    assert f"config key 'resume': true, but {run_dir} has no complete checkpoint" in err
+    assert train(tiny_args(run_dir, "max_steps=3")) == 0  # paused at 3: a checkpoint
+    assert train(tiny_args(run_dir, "resume=true", "max_steps=5")) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert list(scalars(run_dir)["step"]) == [1, 2, 3, 4, 5]
+    assert train(tiny_args(run_dir, "resume=false", "max_steps=2")) == 0  # = never: from 0
+    assert "resumed from" not in capsys.readouterr().out
+    assert list(scalars(run_dir)["step"]) == [1, 2]  # the new timeline supersedes the old
+    assert train(tiny_args(run_dir, "resume=nowhere/at/all")) == 2
+    err = capsys.readouterr().err
+    assert "accepted: auto, true, false (= never), never, or a checkpoint or run directory" in err
