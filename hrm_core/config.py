@@ -106,6 +106,22 @@ class ProbeConfig(_Section):
     )
 
 
+class RecipeConfig(_Section):
+    """The settings of the preset a run was made from, as published (task=...) or designed
+    (experiment=...): what hrm-doctor compares the run's own settings with ("lr far from the
+    recipe"), and what it fits its patches to (an lr relative to the recipe's at the run's
+    batch size). Each shipped preset writes its own values here; null without a preset."""
+
+    name: str = Field(description="The recipe: the paper's task or the preset's purpose.")
+    lr: float = Field(gt=0, description="The recipe's lr (Adam-atan2).")
+    puzzle_emb_lr: float = Field(gt=0, description="The recipe's puzzle-embedding lr (SignSGD).")
+    weight_decay: float = Field(ge=0, description="The recipe's weight decay.")
+    puzzle_emb_weight_decay: float = Field(ge=0, description="Its puzzle-embedding weight decay.")
+    global_batch_size: int = Field(ge=1, description="The batch the recipe's lr belongs to.")
+    lr_warmup_steps: int = Field(ge=0, description="The recipe's warmup.")
+    eval_interval: int = Field(ge=1, description="The recipe's eval_interval (epochs).")
+
+
 class WandbConfig(_Section):
     """Weights & Biases logging (rank 0 only)."""
 
@@ -209,6 +225,9 @@ class TrainConfig(_Section):
             "and an error when there is none; never (or false): start fresh; or a checkpoint "
             "or run directory."
         ),
+    )
+    recipe: RecipeConfig | None = Field(
+        None, description="The preset's own settings, set by each preset (hrm-doctor's anchor)."
     )
     arch: ArchConfig = Field(default_factory=ArchConfig, description="The model.")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="The hrm-doctor probe.")

@@ -11,7 +11,7 @@
     RUN/.hrm-doctor.lock           one daemon per run (watch.lock)
 
 Every other module, in hrm_doctor, dashboards and hrm_core, imports these names instead of
-spelling them. This module imports nothing but the standard library: anything may use it.
+spelling them. This module imports only the standard library and `severity`: anything may use it.
 """
 
 from __future__ import annotations

@@ -175,10 +175,11 @@ def build_network(cfg: TrainConfig, data: TrainData, info: Any, device: torch.de
     return Network(model, loss_head, step_fn, opt, emb_opt, FlatGradients(model.parameters()))
 
 
-TRAINER_METRICS = ("grad/norm", "nonfinite/count")
-"""Logged by the trainer, which computes them anyway (to clip, to skip a non-finite step): the
-probe's quantities of the same names are left out of hrm-train (one producer per metric); they
-serve trainers that do not compute them (`Probe.attach`, docs/interop.md)."""
+TRAINER_METRICS = ("grad/norm", "nonfinite/count", "sys/mem_peak_bytes")
+"""Logged by the trainer, which has them anyway (the norm to clip, the count to skip a
+non-finite step, the peak memory with its timings, also with the probe off): the probe's
+quantities of the same names are left out of hrm-train (one producer per metric); they serve
+trainers that do not compute them (`Probe.attach`, docs/interop.md)."""
 
 
 def make_probe(cfg: TrainConfig, net: Network) -> Any:

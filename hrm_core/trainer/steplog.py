@@ -93,7 +93,10 @@ class StepLog:
         if p is None:
             return
         self.pending = None
-        # one producer per name: the probe leaves grad/norm and nonfinite/count to the trainer
+        # one producer per name: the probe leaves the trainer's own metrics to it
+        both = set(probe_local) & (set(p.local) | set(p.extra))
+        if both:
+            raise RuntimeError(f"logged by both the trainer and the probe: {sorted(both)}")
         local = {**probe_local, **p.local, **p.extra}
         reduced = {**probe_reduced, **p.reduced, **p.extra}
         self.writer.log(local, step=p.step)

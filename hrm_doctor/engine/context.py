@@ -2,7 +2,10 @@
 
 Names in rule expressions resolve here: a dotted config key (``lr``, ``arch.halt_max_steps``,
 also written ``cfg.lr``), ``meta.*``, ``task`` (sudoku, maze, arc or unknown), ``recipe.*``
-(the published recipe of the task, HRM_NOTES.md) and ``world_size``.
+(the recipe the run was made from: the `recipe` block hrm-train's presets write into the
+config, else the published recipe of the task, HRM_NOTES.md), ``fit.*`` (the recipe fitted to
+this run: ``fit.lr`` at the run's batch size, ``fit.lr_warmup_steps`` at most a tenth of the
+run) and ``world_size``.
 """
 
 from __future__ import annotations
@@ -27,11 +30,32 @@ class Recipe:
     puzzle_emb_weight_decay: float
     global_batch_size: int
     eval_interval: int
+    lr_warmup_steps: int = 2000
 
     def get(self, key: str) -> Any:
         if not hasattr(self, key):
             raise MissingName(f"recipe.{key}")
         return getattr(self, key)
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any]) -> Recipe | None:
+        """The `recipe` block of an hrm-train config (its preset's own settings)."""
+        try:
+            lr = float(block["lr"])
+            return cls(
+                str(block.get("name", "preset")),
+                lr,
+                lr,
+                lr,
+                float(block["puzzle_emb_lr"]),
+                float(block["weight_decay"]),
+                float(block["puzzle_emb_weight_decay"]),
+                int(block["global_batch_size"]),
+                int(block["eval_interval"]),
+                int(block.get("lr_warmup_steps", 2000)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -42,6 +66,8 @@ RECIPES: dict[str, Recipe] = {
     # ARC-1/2: lr 1e-4, puzzle-embedding lr 1e-2 (one id per augmented puzzle), wd 0.1.
     "arc": Recipe("ARC-1 / ARC-2", 1e-4, 1e-4, 1e-4, 1e-2, 0.1, 0.1, 768, 10000),
 }
+# A patch never asks for a warmup longer than this share of the run's steps.
+WARMUP_SHARE_MAX = 0.1
 
 
 def detect_task(config: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
@@ -83,13 +109,42 @@ class RunContext:
 
     @property
     def recipe(self) -> Recipe | None:
+        """The run's own recipe (hrm-train presets record it), else the task's published one."""
+        block = self.config.get("recipe")
+        if isinstance(block, Mapping):
+            own = Recipe.from_config(block)
+            if own is not None:
+                return own
         return RECIPES.get(self.task)
+
+    def fit(self, key: str) -> Any:
+        """The recipe fitted to this run: `lr` scaled to the run's batch size (the square root
+        rule of Adam-type optimizers), `lr_warmup_steps` at most a tenth of the run's steps,
+        `puzzle_emb_lr` the recipe's (SignSGD steps do not depend on the batch)."""
+        recipe = self.recipe
+        if recipe is None:
+            raise MissingName(f"fit.{key}")
+        if key == "lr":
+            batch = self.config.get("global_batch_size")
+            if isinstance(batch, int | float) and batch > 0:
+                return recipe.lr * (float(batch) / recipe.global_batch_size) ** 0.5
+            return recipe.lr
+        if key == "lr_warmup_steps":
+            total = self.meta.get("total_steps")
+            if isinstance(total, int | float) and total > 0:
+                return int(min(recipe.lr_warmup_steps, max(1, round(WARMUP_SHARE_MAX * total))))
+            return recipe.lr_warmup_steps
+        if key == "puzzle_emb_lr":
+            return recipe.puzzle_emb_lr
+        raise MissingName(f"fit.{key}")
 
     def lookup(self, name: str) -> Any:
         if name == "task":
             return self.task
         if name == "world_size":
             return self.world_size
+        if name.startswith("fit."):
+            return self.fit(name[len("fit.") :])
         if name.startswith("recipe."):
             recipe = self.recipe
             if recipe is None:

@@ -541,8 +541,8 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 def _missing(name: str, ctx: RunContext) -> str:
     """Why a name does not resolve, in words."""
-    if name.startswith("recipe."):
-        return f"no published recipe for this run's task ({ctx.task})"
+    if name.startswith(("recipe.", "fit.")):
+        return f"no recipe for this run (its config has none and its task is {ctx.task})"
     if name.startswith("meta."):
         return f"the run's metadata has no {name[5:]!r}"
     return f"config key {name!r} is missing"

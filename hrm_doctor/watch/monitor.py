@@ -21,6 +21,7 @@ from hrm_doctor.rundir import read_findings
 from hrm_doctor.severity import worst
 from hrm_doctor.watch.findings_log import FindingsLog
 from hrm_doctor.watch.lock import RunLock
+from hrm_doctor.watch.recovery import RecentHistory
 from hrm_doctor.watch.summary import SummaryKeeper
 
 
@@ -71,6 +72,7 @@ class RunMonitor:
             self._lock.acquire()
         self.log = FindingsLog(self.run_dir)
         self.summary = SummaryKeeper(self.run_dir)
+        self.history = RecentHistory()  # the newest steps of the loss and accuracy: recovery
         self.reader: Any = None
         self._catchup: Iterator[Any] | None = None
         self.engine = None
@@ -112,6 +114,7 @@ class RunMonitor:
         )
         self.engine = None
         self.summary.reset()
+        self.history.reset()
 
     def update(self, now: float | None = None, *, drain: bool = False) -> list[Any]:
         """Read what is new (one catch-up chunk, or everything new once caught up; with `drain`
@@ -153,6 +156,7 @@ class RunMonitor:
         found = self.engine.feed(df, logged, now=now)
         self._note_progress(df)
         self.summary.add(df)
+        self.history.add(df)
         self.status = "running"
         self._status_checked = now
         return found
@@ -236,7 +240,7 @@ class RunMonitor:
             # the engine's report only matters while an applied patch awaits its effect check
             judge = self.engine is not None and self.patches.awaiting_effect()
             report = self.engine.report() if judge else None
-            events += self.patches.poll(now, report, self.last_step)
+            events += self.patches.poll(now, report, self.last_step, self.history)
             self.patch_events = events
         return written
 

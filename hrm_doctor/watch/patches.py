@@ -5,8 +5,10 @@ step N (with the values before and after), rejected with a reason, superseded, e
 guards: only whitelisted hot keys within bounds (hrm_doctor.control), one patch per finding,
 never the same overrides twice on one run, a cool-down between patches, a maximum per hour,
 and one request in flight at a time. After a patch, the finding's episode is watched for
-`effect_steps` steps: if it goes on, the patch is escalated to the rule's fallback (and, under
-`hrm-doctor run --apply`, to a rollback and restart).
+`effect_steps` steps (by default 5 % of the run, 50 to 1,000 steps): if it goes on, or if the
+run has not recovered by then (its loss and accuracy back at their level before the onset:
+watch/recovery.py), the patch is escalated to the rule's fallback (and, under `hrm-doctor run
+--apply`, to a rollback and restart).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hrm_doctor._io import read_json
 from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
-from hrm_doctor.rundir import PATCHES_FILE, append_jsonl, read_patches
+from hrm_doctor.rundir import META_FILE, PATCHES_FILE, append_jsonl, read_patches
 from hrm_doctor.severity import severity_rank
+from hrm_doctor.watch.recovery import RecentHistory, before_onset, judge
 
 _NOT_AUTO = {
     "hot": "info findings are proposed, not applied (apply it from the dashboard if wanted)",
@@ -49,7 +53,7 @@ class PatchManager:
         apply: bool,
         cooldown_s: float = 30.0,
         max_per_hour: int = 6,
-        effect_steps: int = 100,
+        effect_steps: int | None = None,
         on_restart: Callable[[Any, list[str]], bool] | None = None,
         stop_hopeless: bool = True,
         manual: bool = False,
@@ -162,13 +166,24 @@ class PatchManager:
 
     # ---- follow-up --------------------------------------------------------------------------
 
+    def budget_steps(self) -> int:
+        """Steps a patch has to show its effect: given, or 5 % of the run (50 to 1,000)."""
+        if self.effect_steps is not None:
+            return self.effect_steps
+        total = (read_json(self.run_dir / META_FILE, default={}) or {}).get("total_steps")
+        if isinstance(total, int | float) and total > 0:
+            return int(min(1000, max(50, 0.05 * total)))
+        return 100
+
     def poll(
         self,
         now: float | None = None,
         report: list[Any] | None = None,
         last_step: int | None = None,
+        history: RecentHistory | None = None,
     ) -> list[dict[str, Any]]:
-        """Acknowledgements, deferred patches, and the effect of applied ones."""
+        """Acknowledgements, deferred patches, and the effect of applied ones (judged on the
+        run's recent `history` when given: did it recover?)."""
         now = self._now = time.time() if now is None else now
         out: list[dict[str, Any]] = []
         for pid, r in list(self.latest.items()):
@@ -177,6 +192,9 @@ class PatchManager:
                 if ack is None:
                     continue
                 if ack.get("status") == "applied":
+                    # the run as it was before the trouble: what recovery is judged against
+                    onset = int(r.get("first_step") or 0)
+                    pre = before_onset(history, onset) if history is not None else {}
                     out.append(
                         self._record(
                             pid,
@@ -184,6 +202,7 @@ class PatchManager:
                             step=ack.get("step"),
                             before=ack.get("before"),
                             after=ack.get("after"),
+                            before_onset=pre,
                         )
                     )
                 else:
@@ -197,7 +216,7 @@ class PatchManager:
                 if r["state"] == "proposed" and r.get("apply") == "hot" and r.get("auto", True):
                     out += self._try_apply(pid, now)
         if report is not None and last_step is not None:
-            out += self._check_effect(report, last_step)
+            out += self._check_effect(report, last_step, history)
         return out
 
     def awaiting_effect(self) -> bool:
@@ -206,26 +225,40 @@ class PatchManager:
             r["state"] == "applied" and r.get("apply") == "hot" for r in self.latest.values()
         )
 
-    def _check_effect(self, report: list[Any], last_step: int) -> list[dict[str, Any]]:
+    def _check_effect(
+        self, report: list[Any], last_step: int, history: RecentHistory | None
+    ) -> list[dict[str, Any]]:
         by_id = {f.id: f for f in report}
         out = []
+        budget = self.budget_steps()
         for pid, r in list(self.latest.items()):
             if r["state"] != "applied" or r.get("apply") != "hot" or r.get("step") is None:
                 continue
-            deadline = int(r["step"]) + self.effect_steps
+            deadline = int(r["step"]) + budget
             f = by_id.get(r["finding_id"])
-            if f is not None and f.last_step >= deadline:
+            went_on = f is not None and f.last_step >= deadline
+            recovered, why = True, f"no recurrence within {budget} steps"
+            if not went_on and last_step >= deadline and history is not None:
+                recovered, why = judge(history, r.get("before_onset") or {}, deadline)
+            if went_on or not recovered:
+                reason = (
+                    f"the finding went on {budget} steps after the patch"
+                    if went_on
+                    else f"no recurrence within {budget} steps, but {why}"
+                )
                 out.append(
                     self._record(
                         pid,
                         "escalated",
-                        reason=f"the finding went on {self.effect_steps} steps after the patch; fallback: {r.get('fallback') or '-'}",
+                        reason=f"{reason}; fallback: {r.get('fallback') or '-'}",
                     )
                 )
                 finding = self._findings.get(r["finding_id"], f)
+                if finding is None:  # a daemon restarted since: rebuild it from the record
+                    finding = _finding_of(r)
                 if self.apply and self.on_restart is not None:
                     self.on_restart(finding, list(r["overrides"]))
-                elif self.apply and self.stop_hopeless and f.severity == "critical":
+                elif self.apply and self.stop_hopeless and finding.severity == "critical":
                     # no supervisor to restart it: stop the trial and free the machine
                     write_stop_request(self.run_dir, f"stop-{pid}", r["finding_id"])
                     out.append(
@@ -236,12 +269,20 @@ class PatchManager:
                         )
                     )
             elif last_step >= deadline:
-                out.append(
-                    self._record(
-                        pid, "effective", reason=f"no recurrence within {self.effect_steps} steps"
-                    )
-                )
+                out.append(self._record(pid, "effective", reason=why))
         return out
+
+
+def _finding_of(r: dict[str, Any]) -> Any:
+    """The finding a patch record was made for, from the record alone (its ledger survives a
+    daemon restart; the finding objects do not)."""
+    from hrm_doctor.engine.finding import Finding
+
+    first = int(r.get("first_step") or 0)
+    return Finding(
+        str(r.get("finding_id")), str(r.get("rule")), "", "", str(r.get("severity")),
+        first, first, None, None, "",
+    )  # fmt: skip
 
 
 def describe_patch(run: str, r: dict[str, Any]) -> str:

@@ -26,6 +26,11 @@ from hrm_doctor.watch.process import TrainerProcess
 _LAST_FLUSH_S = 0.3
 
 
+def _onset_order(finding: Any) -> tuple[bool, int]:
+    """Findings from the run's data come before config checks; then the earliest onset."""
+    return (finding.category == "config", finding.first_step)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -75,10 +80,12 @@ class Supervisor:
             return False
         if self._pending is None:
             self._pending = (finding, list(overrides))
-        else:  # several findings at once: one restart with all their overrides (the first's onset)
+        else:  # several findings at once: one restart with all their overrides, from the
+            # earliest onset the run's data showed (a config check fires at step 0, but the
+            # run was fine until its dynamic trouble began: roll back to just before that)
             first, before = self._pending
             merged = merge_overrides(overrides, before)
-            self._pending = (min(first, finding, key=lambda f: f.first_step), merged)
+            self._pending = (min(first, finding, key=_onset_order), merged)
         return True
 
     def _restart(self) -> bool:

@@ -26,6 +26,9 @@ def _json(obj):
     return json.loads(canonical(obj))
 
 
+GOLD = _json(GOLD)
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_any_chunking_gives_the_full_history_findings(name, rule_set):
     run = SCENARIOS[name]()

@@ -73,6 +73,22 @@ def test_every_task_preset_composes_and_matches_its_recipe(task):
     assert config.wandb.mode == "offline"
 
 
+@pytest.mark.parametrize(
+    "preset", [f"task={t}" for t in TASKS] + [f"experiment={e}" for e in EXPERIMENTS]
+)
+def test_every_shipped_preset_is_its_own_recipe(preset):
+    """hrm-doctor compares a run with `recipe` and fits its patches to it: a preset run as
+    shipped is on its recipe (no "far from the recipe" on it), and an override is not."""
+    config = load_config([preset, "data_path=x"])
+    recipe = config.recipe
+    assert recipe is not None and recipe.name
+    for key in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay",
+                "global_batch_size", "lr_warmup_steps", "eval_interval"):  # fmt: skip
+        assert getattr(recipe, key) == pytest.approx(getattr(config, key)), key
+    changed = load_config([preset, "data_path=x", f"lr={config.lr * 10}"])
+    assert changed.recipe.lr == pytest.approx(config.lr)  # the recipe stays the preset's
+
+
 def test_every_recipe_has_a_preset():
     assert sorted(RECIPES) == TASKS
 

@@ -136,6 +136,62 @@ def test_a_patch_that_helps_is_marked_effective(tmp_path):
     assert states(tmp_path)[-1][1] == "effective"
 
 
+def _history(loss_by_step):
+    """The monitor's recent history fed with a run's loss and accuracy (accuracy mirrors loss)."""
+    import pandas as pd
+
+    from hrm_doctor.watch.recovery import RecentHistory
+
+    steps = sorted(loss_by_step)
+    loss = [loss_by_step[s] for s in steps]
+    h = RecentHistory()
+    h.add(pd.DataFrame({"step": steps, "rank": 0, "train/lm_loss": loss,
+                        "train/accuracy": [1.0 - x / 3 for x in loss]}))  # fmt: skip
+    return h
+
+
+def test_a_silenced_alarm_on_a_damaged_run_escalates_to_a_rollback(tmp_path):
+    """The patch stops the alarm, but the loss stays far above its level before the onset: the
+    run is not healed (issue 14: judged by the run it leaves, not by the alarm)."""
+    restarts = []
+    pm = PatchManager(
+        tmp_path, apply=True, effect_steps=50, on_restart=lambda f, o: restarts.append(o) or True
+    )
+    pm.on_finding(finding())  # onset at step 100
+    before = {s: 1.0 - s / 1000 for s in range(0, 100)}  # learning: ~0.95 before the onset
+    trainer_acks(tmp_path, step=101)
+    pm.poll(history=_history(before))
+    applied = read_patches(tmp_path)[-1]
+    assert applied["state"] == "applied"
+    assert applied["before_onset"]["train/lm_loss"] == pytest.approx(0.9505, abs=1e-3)
+    damaged = _history({**before, **{s: 2.0 for s in range(100, 170)}})  # blown up, stays up
+    pm.poll(report=[finding(last=110)], last_step=160, history=damaged)
+    last = read_patches(tmp_path)[-1]
+    assert last["state"] == "escalated" and "did not recover" in last["reason"]
+    assert "train/lm_loss 2 against 0.9505" in last["reason"] and restarts == [["lr=5e-05"]]
+
+
+def test_a_patch_after_which_the_run_recovers_is_effective(tmp_path):
+    pm = PatchManager(tmp_path, apply=True, effect_steps=50)
+    pm.on_finding(finding())
+    before = {s: 1.0 - s / 1000 for s in range(0, 100)}
+    trainer_acks(tmp_path, step=101)
+    pm.poll(history=_history(before))
+    healed = _history({**before, **{s: 0.9 - (s - 100) / 1000 for s in range(100, 170)}})
+    pm.poll(report=[finding(last=110)], last_step=160, history=healed)
+    last = read_patches(tmp_path)[-1]
+    assert last["state"] == "effective" and last["reason"].startswith("recovered: ")
+
+
+def test_the_effect_budget_is_a_share_of_the_run(tmp_path):
+    import json
+
+    (tmp_path / "meta.json").write_text(json.dumps({"total_steps": 500}))
+    assert PatchManager(tmp_path, apply=True).budget_steps() == 50  # 5 %, at least 50
+    (tmp_path / "meta.json").write_text(json.dumps({"total_steps": 100_000}))
+    assert PatchManager(tmp_path, apply=True).budget_steps() == 1000  # at most 1,000
+
+
 def test_what_is_acted_on_alone_depends_on_severity(tmp_path):
     restarts = []
     pm = PatchManager(tmp_path, apply=True, on_restart=lambda f, o: restarts.append(f.id) or True)

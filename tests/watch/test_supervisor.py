@@ -86,3 +86,21 @@ def test_a_blown_up_smoke_run_is_healed_by_rollback_and_restart(tmp_path):
         [str(BIN / "hrm-doctor"), "info", str(run)], capture_output=True, text=True
     )
     assert "restart 1: after" in info.stdout
+
+
+def test_a_rollback_goes_back_to_before_the_runs_own_trouble_not_to_a_config_check():
+    """A config check fires at step 0; the run was fine until its gradients exploded at 220:
+    the restart both ask for rolls back to before 220, with both findings' overrides."""
+    from hrm_doctor.engine.finding import Finding, Suggestion
+    from hrm_doctor.watch.supervisor import Supervisor
+
+    def f(id, category, first):
+        return Finding(id, id.split("@")[0], "core", category, "critical", first, first, None,
+                       None, "m", {}, Suggestion())  # fmt: skip
+
+    sup = Supervisor(["hrm-train", "run_dir=r"], None, apply=True, console=None)
+    sup.request_restart(f("lr-absurd@0", "config", 0), ["lr=0.001"])
+    sup.request_restart(f("grad-explosion@220", "explosion", 220), ["grad_clip_norm=1.0"])
+    finding, overrides = sup._pending
+    assert finding.id == "grad-explosion@220"
+    assert sorted(overrides) == ["grad_clip_norm=1.0", "lr=0.001"]

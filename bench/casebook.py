@@ -1,0 +1,472 @@
+"""The casebook: real `hrm-train` runs made sick the way HRM users report it, diagnosed and healed.
+
+Each case is a shipped preset plus one knob (or a broken data set, or a bad rank). For each:
+
+1. the sick run (plain `hrm-train`), then `hrm-doctor explain --format json`: the doctor's first
+   finding of the expected category (warning or worse, from the run's telemetry: config checks
+   do not count), its first step and the step it was made at (the delay);
+2. the same run under `hrm-doctor run --apply`: does it end with no critical finding and at
+   least 90 % of a healthy run's final eval accuracy (token accuracy: the CPU presets are too
+   short for whole-puzzle accuracy) on the same seed and budget? With the steps and the time
+   the cure cost;
+3. a picture: the finding's metric (and the loss) around the onset, the finding marked
+   (docs/img/casebook/CASE.png);
+
+and healthy runs of each preset (several seeds) must give no warning or critical finding.
+Results go to a JSON file and to docs/casebook.md.
+
+Usage: python bench/casebook.py [--cases NAME...] [--seeds 1] [--healthy-seeds 3]
+       [--root runs/casebook] [--md docs/casebook.md] [--img docs/img/casebook] [--json FILE]
+       [--no-heal] [--scale cpu|gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+
+HEAL_SHARE = 0.90  # a healed run reaches 90 % of the healthy run's final eval accuracy
+
+
+# ---- the cases -----------------------------------------------------------------------------------
+
+
+def shuffle_labels(src: Path, dst: Path) -> None:
+    """Labels of the training set permuted across examples: inputs and answers no longer match."""
+    _copy_with(src, dst, "labels", lambda a, rng: a[rng.permutation(len(a))])
+
+
+def ignore_all_labels(src: Path, dst: Path) -> None:
+    """Every training label set to the ignored id: nothing to learn from (a broken converter)."""
+    meta = json.loads((src / "train" / "dataset.json").read_text())
+    ignore = meta.get("ignore_label_id") or 0
+    _copy_with(src, dst, "labels", lambda a, rng: np.full_like(a, ignore))
+
+
+def _copy_with(src: Path, dst: Path, field_name: str, change: Callable) -> None:
+    if dst.exists():
+        return
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(0)
+    for f in (dst / "train").glob(f"*__{field_name}.npy"):
+        np.save(f, change(np.load(f), rng))
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    preset: str  # experiment=NAME or task=NAME
+    knob: tuple[str, ...]  # the Hydra overrides that make it sick
+    expect: tuple[str, ...]  # acceptable categories of the doctor's first finding
+    story: str  # how HRM users meet it (the reference repo's issue threads, the paper)
+    data: Callable[[Path, Path], None] | None = None  # breaks the data set
+    heal: bool = True  # counted in the heal rate (a broken data set is not healed by a patch)
+    ci: bool = False  # in the test suite's subset
+
+    @property
+    def args(self) -> list[str]:
+        return [self.preset, *self.knob]
+
+
+CASES: tuple[Case, ...] = (
+    Case("lr-no-warmup", "experiment=smoke", ("lr=0.03", "lr_warmup_steps=0"), ("explosion",),
+         "A 30x lr with no warmup (HRM issue threads: loss NaN / spikes when the lr is raised "
+         "for a smaller batch without the 2000-step warmup).", ci=True),
+    Case("lr-absurd", "experiment=smoke", ("lr=3", "lr_warmup_steps=0"),
+         ("explosion", "nonfinite"), "An lr typo (3 for 3e-4): the weights are destroyed at "
+         "once.", ci=True),
+    Case("emb-lr-huge", "experiment=smoke", ("puzzle_emb_lr=100",),
+         ("nonfinite", "embedding", "explosion"), "A puzzle-embedding lr meant for ARC's "
+         "SignSGD scaled wrongly: +-lr per step on every touched entry."),
+    Case("weight-decay-huge", "experiment=smoke", ("weight_decay=50",),
+         ("vanishing", "plateau", "lr_schedule", "halting", "q_divergence"),
+         "Weight decay set for a different optimizer (AdamW decoupled decay 50x the recipe): "
+         "the weights are pulled to zero faster than they learn."),
+    Case("no-exploration", "experiment=smoke", ("arch.halt_exploration_prob=0",),
+         ("halting",), "Exploration off: Q-learning never sees longer thinking pay off, halting "
+         "collapses to the first step (HRM issue threads on ACT always halting at 1)."),
+    Case("halt-max-1", "experiment=smoke", ("arch.halt_max_steps=1",),
+         ("halting",), "halt_max_steps=1: ACT has nothing to decide; every sequence runs to "
+         "the maximum."),
+    Case("cycles-frozen", "experiment=smoke", ("arch.L_cycles=8", "arch.H_cycles=4", "lr=3e-3"),
+         ("hierarchy", "vanishing", "halting", "explosion", "q_divergence"),
+         "Too many cycles for the width: the carry settles into a fixed point and stops moving "
+         "(or oscillates), and the one-step gradient starves."),
+    Case("batch-too-small", "experiment=smoke", ("global_batch_size=4",),
+         ("loss_spike", "explosion", "q_divergence", "halting", "plateau"),
+         "The recipe's lr kept with a 16x smaller batch (one GPU, no lr rescale): noisy "
+         "steps, loss spikes."),
+    Case("labels-shuffled", "experiment=smoke", (),
+         ("plateau", "vanishing", "data", "halting", "q_divergence"),
+         "A data converter that misaligns inputs and labels: nothing to learn.",
+         data=shuffle_labels, heal=False),
+    Case("labels-all-ignored", "experiment=smoke", (),
+         ("nonfinite", "data", "vanishing", "plateau"),
+         "Every label equal to the ignore id (a wrong ignore_label_id): the loss has no "
+         "tokens to count.", data=ignore_all_labels, heal=False, ci=True),
+    Case("maze-lr-no-warmup", "experiment=smoke_maze", ("lr=0.03", "lr_warmup_steps=0"),
+         ("explosion",), "The Sudoku lesson on mazes: a high lr without warmup."),
+    Case("maze-no-exploration", "experiment=smoke_maze", ("arch.halt_exploration_prob=0",),
+         ("halting",), "Exploration off on mazes, where longer thinking matters most."),
+)  # fmt: skip
+
+
+# ---- running ---------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+
+
+def run_cmd(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=REPO,
+                           timeout=timeout)  # fmt: skip
+    return p.returncode, time.perf_counter() - t0
+
+
+def train_cmd(args: list[str], run_dir: Path, data: Path, seed: int, extra=()) -> list[str]:
+    return [str(BIN / "hrm-train"), *args, f"run_dir={run_dir}", f"data_path={data}",
+            f"seed={seed}", *extra]  # fmt: skip
+
+
+def explain(run_dir: Path) -> dict:
+    out = subprocess.run(
+        [str(BIN / "hrm-doctor"), "explain", "--run", str(run_dir), "--format", "json",
+         "--fail-on", "never"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def final_eval(run_dir: Path) -> float | None:
+    from hrm_doctor import RunReader
+
+    df = RunReader(run_dir).scalars(["eval/*/accuracy"])
+    cols = [c for c in df.columns if c.startswith("eval/")]
+    if not cols:
+        return None
+    v = df[cols[0]].dropna()
+    return float(v.iloc[-1]) if len(v) else None
+
+
+def live_findings(run_dir: Path) -> list[dict]:
+    from hrm_doctor.rundir import live_findings as live
+
+    return live(run_dir)
+
+
+@dataclass
+class Outcome:
+    case: str
+    preset: str
+    knob: str
+    expect: list[str]
+    found: dict | None = None  # the first finding of an expected category
+    first_findings: list[str] = field(default_factory=list)  # what the doctor said first
+    caught: bool = False
+    healed: bool | None = None
+    healthy_acc: float | None = None
+    sick_acc: float | None = None
+    cured_acc: float | None = None
+    cure: dict = field(default_factory=dict)
+    picture: str | None = None
+    seconds: float = 0.0
+
+
+def first_expected(report: dict, expect: tuple[str, ...]) -> dict | None:
+    dynamic = [f for f in report["findings"] if f["category"] != "config"]
+    hits = [f for f in dynamic if f["category"] in expect and f["severity"] != "info"]
+    return min(hits, key=lambda f: (f["last_step"], f["first_step"])) if hits else None
+
+
+def picture(run_dir: Path, finding: dict, dest: Path, title: str) -> str | None:
+    """The finding's metric and the loss around the onset, the finding marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hrm_doctor import RunReader
+
+    metric = finding.get("metric") or "train/lm_loss"
+    names = list(dict.fromkeys([metric, "train/lm_loss"]))
+    df = RunReader(run_dir).scalars(names, aggregate="mean")
+    if metric not in df.columns:
+        return None
+    first, made = finding["first_step"], finding["evidence"].get("step", finding["last_step"])
+    span = max(made - first, 40)
+    lo, hi = max(0, first - 4 * span), made + 2 * span
+    part = df[(df["step"] >= lo) & (df["step"] <= hi)]
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True)
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, names, strict=True):
+        ax.plot(part["step"], part[name], lw=1, color="#1f77b4")
+        ax.set_ylabel(name, fontsize=8)
+        v = part[name].to_numpy(float)
+        if np.nanmin(v) > 0 and np.nanmax(v) / max(np.nanmin(v), 1e-30) > 50:
+            ax.set_yscale("log")
+        ax.axvspan(first, max(made, first + 1), color="red", alpha=0.15)
+        ax.axvline(made, color="red", lw=1)
+    axes[0].set_title(f"{title}: {finding['id']} ({finding['severity']})", fontsize=9)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dest, dpi=90)
+    plt.close(fig)
+    return str(dest.relative_to(REPO)) if dest.is_relative_to(REPO) else str(dest)
+
+
+class Casebook:
+    def __init__(self, root: Path, img: Path, seed: int, timeout: float) -> None:
+        self.root, self.img, self.seed, self.timeout = root, img, seed, timeout
+        self.data_dir = root / "data"
+        self._healthy: dict[str, tuple[Path, float | None]] = {}
+
+    def data_for(self, case: Case) -> Path:
+        base = self.data_dir / case.preset.split("=", 1)[1]
+        if not (base / "train" / "dataset.json").exists():  # built by a preflight, as a user would
+            code, _ = run_cmd(train_cmd([case.preset], self.root / ".preflight", base, 0,
+                                        ["preflight=true"]), self.root / "preflight.log", 600)  # fmt: skip
+            if code != 0:
+                raise RuntimeError(f"could not build the data of {case.preset}")
+        if case.data is None:
+            return base
+        broken = self.data_dir / f"{base.name}-{case.name}"
+        case.data(base, broken)
+        return broken
+
+    def healthy(self, preset: str, seed: int) -> tuple[Path, float | None]:
+        key = f"{preset}/{seed}"
+        if key not in self._healthy:
+            run = self.root / "healthy" / f"{preset.split('=', 1)[1]}-seed{seed}"
+            data = self.data_for(Case("x", preset, (), (), ""))
+            if not (run / "meta.json").exists():
+                run.parent.mkdir(parents=True, exist_ok=True)
+                code, _ = run_cmd(train_cmd([preset], run, data, seed), run.parent / f"{run.name}.log",
+                                  self.timeout)  # fmt: skip
+                if code != 0:
+                    raise RuntimeError(f"the healthy {preset} run failed: see {run}.log")
+            self._healthy[key] = (run, final_eval(run))
+        return self._healthy[key]
+
+    def run_case(self, case: Case, heal: bool) -> Outcome:
+        t0 = time.perf_counter()
+        out = Outcome(
+            case.name, case.preset, " ".join(case.knob) or "(the data)", list(case.expect)
+        )
+        data = self.data_for(case)
+        sick = self.root / "sick" / case.name
+        shutil.rmtree(sick, ignore_errors=True)
+        sick.parent.mkdir(parents=True, exist_ok=True)
+        run_cmd(train_cmd(case.args, sick, data, self.seed), sick.parent / f"{case.name}.log",
+                self.timeout)  # fmt: skip
+        report = explain(sick)
+        found = first_expected(report, case.expect)
+        out.first_findings = [f"{f['id']} ({f['severity']})" for f in sorted(
+            report["findings"], key=lambda f: f["last_step"]) if f["severity"] != "info"][:4]  # fmt: skip
+        out.sick_acc = final_eval(sick)
+        if found is not None:
+            out.caught = True
+            out.found = {k: found[k] for k in ("id", "rule", "category", "severity", "first_step",
+                                               "last_step", "metric", "message")}  # fmt: skip
+            out.found["made_at"] = found["evidence"].get("step", found["last_step"])
+            out.picture = picture(sick, found, self.img / f"{case.name}.png", case.name)
+        if heal and case.heal:
+            healthy_run, healthy_acc = self.healthy(case.preset, self.seed)
+            out.healthy_acc = healthy_acc
+            cured = self.root / "cured" / case.name
+            shutil.rmtree(cured, ignore_errors=True)
+            cured.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [str(BIN / "hrm-doctor"), "run", "--apply", "--",
+                   *train_cmd(case.args, cured, data, self.seed)]  # fmt: skip
+            code, seconds = run_cmd(cmd, cured.parent / f"{case.name}.log", 3 * self.timeout)
+            out.cured_acc = final_eval(cured)
+            critical = [f["id"] for f in live_findings(cured) if f["severity"] == "critical"]
+            from hrm_doctor.rundir import read_lineage
+
+            restarts = [e for e in read_lineage(cured) if e.get("event") == "restart"]
+            from hrm_doctor.rundir import read_patches
+
+            applied = [r for r in read_patches(cured) if r.get("state") == "applied"]
+            steps_run = _steps_run(cured)
+            out.cure = {
+                "exit_code": code,
+                "seconds": round(seconds, 1),
+                "steps_run": steps_run,
+                "restarts": len(restarts),
+                "patches_applied": [" ".join(r.get("overrides") or []) for r in applied],
+                "critical_left": critical,
+            }
+            ok = healthy_acc is not None and out.cured_acc is not None
+            out.healed = bool(ok and not critical and out.cured_acc >= HEAL_SHARE * healthy_acc)
+        out.seconds = round(time.perf_counter() - t0, 1)
+        return out
+
+    def healthy_check(self, presets: list[str], seeds: list[int]) -> list[dict]:
+        rows = []
+        for preset in presets:
+            for seed in seeds:
+                run, acc = self.healthy(preset, seed)
+                report = explain(run)
+                loud = [f"{f['id']} ({f['severity']})" for f in report["findings"]
+                        if f["severity"] in ("warning", "critical")]  # fmt: skip
+                infos = [f["id"] for f in report["findings"] if f["severity"] == "info"]
+                rows.append({"preset": preset, "seed": seed, "final_eval_accuracy": acc,
+                             "warnings_or_worse": loud, "infos": infos})  # fmt: skip
+        return rows
+
+
+def _steps_run(run_dir: Path) -> int:
+    """Every step the trainer ran across restarts (the sessions' lengths)."""
+    from hrm_doctor import RunReader
+
+    return sum(max(0, (e["last_step"] or 0) - (e["branch_step"] or e["first_step"] or 1) + 1)
+               for e in RunReader(run_dir).lineage if e["rank"] == 0 and e["last_step"])  # fmt: skip
+
+
+# ---- the report ----------------------------------------------------------------------------------
+
+
+def write_markdown(path: Path, outcomes: list[Outcome], healthy: list[dict], meta: dict) -> None:
+    caught = sum(o.caught for o in outcomes)
+    healed = [o for o in outcomes if o.healed is not None]
+    lines = [
+        "# The casebook",
+        "",
+        "Real `hrm-train` runs made sick the way HRM users report it, each diagnosed by",
+        "`hrm-doctor explain` and healed under `hrm-doctor run --apply`. Written by",
+        f"`python bench/casebook.py` ({meta['when']}, {meta['machine']}; {meta['minutes']:.0f} min).",
+        "A case is caught when the doctor's findings from the run's own telemetry (not a config",
+        "check) include the expected category at warning or worse; healed when the supervised run",
+        f"ends with no live critical finding and at least {HEAL_SHARE:.0%} of a healthy run's final",
+        "eval token accuracy on the same seed and budget.",
+        "",
+        f"**Recall: {caught}/{len(outcomes)}** with the right category. "
+        f"**Heal rate: {sum(o.healed for o in healed)}/{len(healed)}**.",
+        "",
+        "| case | preset | knob | expected | first finding (made at step) | healed | eval acc (healthy / sick / cured) | cure |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        f = o.found
+        first = (
+            f"`{f['id']}` {f['severity']} ({f['made_at']})"
+            if f
+            else "**missed**: " + ", ".join(o.first_findings or ["nothing"])
+        )
+        acc = " / ".join(
+            "-" if a is None else f"{a:.3f}" for a in (o.healthy_acc, o.sick_acc, o.cured_acc)
+        )
+        cure = ""
+        if o.cure:
+            c = o.cure
+            cure = f"{c['restarts']} restart(s), {len(c['patches_applied'])} hot patch(es), {c['steps_run']} steps, {c['seconds']:.0f} s"
+        heal = {None: "n/a", True: "yes", False: "**no**"}[o.healed]
+        pic = (
+            f" [picture]({Path(o.picture).relative_to('docs') if o.picture and o.picture.startswith('docs/') else o.picture})"
+            if o.picture
+            else ""
+        )
+        lines.append(
+            f"| {o.case}{pic} | {o.preset} | `{o.knob}` | {', '.join(o.expect)} | {first} | {heal} | {acc} | {cure} |"
+        )
+    lines += [
+        "",
+        "## Healthy runs",
+        "",
+        "| preset | seed | final eval acc | warnings or worse | infos |",
+        "|---|---|---|---|---|",
+    ]
+    for h in healthy:
+        acc = "-" if h["final_eval_accuracy"] is None else f"{h['final_eval_accuracy']:.3f}"
+        lines.append(
+            f"| {h['preset']} | {h['seed']} | {acc} | {', '.join(h['warnings_or_worse']) or 'none'} | {', '.join(h['infos']) or 'none'} |"
+        )
+    lines += ["", "## The cases", ""]
+    for c in CASES:
+        lines.append(f"- **{c.name}** (`{c.preset} {' '.join(c.knob)}`): {c.story}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="+", help="case names (default: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--healthy-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--root", type=Path, default=REPO / "runs" / "casebook")
+    ap.add_argument("--md", type=Path, default=REPO / "docs" / "casebook.md")
+    ap.add_argument("--img", type=Path, default=REPO / "docs" / "img" / "casebook")
+    ap.add_argument("--json", type=Path, help="results as JSON (default: ROOT/casebook.json)")
+    ap.add_argument("--no-heal", action="store_true", help="diagnosis only (no supervised runs)")
+    ap.add_argument("--no-healthy", action="store_true", help="skip the healthy-run check")
+    ap.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
+                    help="gpu: the paper-like presets (task=...) instead of the CPU ones")  # fmt: skip
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per training run")
+    args = ap.parse_args()
+    cases = [c for c in CASES if not args.cases or c.name in args.cases]
+    if args.scale == "gpu":
+        cases = [_at_gpu_scale(c) for c in cases]
+    book = Casebook(args.root, args.img, args.seed, args.timeout)
+    args.root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    outcomes = []
+    for case in cases:
+        o = book.run_case(case, heal=not args.no_heal)
+        outcomes.append(o)
+        f = o.found
+        print(f"{case.name:<22} {'caught' if o.caught else 'MISSED':<7} "
+              f"{(f['id'] + ' ' + f['severity'] + ' made at ' + str(f['made_at'])) if f else ', '.join(o.first_findings)}"
+              f" | healed={o.healed} acc healthy/sick/cured={o.healthy_acc}/{o.sick_acc}/{o.cured_acc} "
+              f"{o.cure} ({o.seconds:.0f} s)", flush=True)  # fmt: skip
+    healthy = []
+    if not args.no_healthy:
+        presets = sorted({c.preset for c in cases})
+        healthy = book.healthy_check(presets, args.healthy_seeds)
+        for h in healthy:
+            print(f"healthy {h['preset']} seed {h['seed']}: eval acc {h['final_eval_accuracy']}, "
+                  f"warnings or worse: {h['warnings_or_worse'] or 'none'}", flush=True)  # fmt: skip
+    minutes = (time.perf_counter() - t0) / 60
+    meta = {
+        "when": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPUs",
+        "minutes": minutes,
+    }
+    result = {"meta": meta, "cases": [asdict(o) for o in outcomes], "healthy": healthy}
+    (args.json or args.root / "casebook.json").write_text(json.dumps(result, indent=1))
+    if args.md:
+        write_markdown(args.md, outcomes, healthy, meta)
+    caught = sum(o.caught for o in outcomes)
+    healed = [o for o in outcomes if o.healed is not None]
+    print(f"recall {caught}/{len(outcomes)}; heal rate {sum(o.healed for o in healed)}/{len(healed)}; "
+          f"healthy runs with a warning or worse: {sum(bool(h['warnings_or_worse']) for h in healthy)}/{len(healthy)}; "
+          f"{minutes:.1f} min")  # fmt: skip
+    return 0
+
+
+def _at_gpu_scale(case: Case) -> Case:
+    """The same knob on a paper-like preset (a GPU, minutes to hours)."""
+    preset = {"experiment=smoke": "task=sudoku_extreme_1k",
+              "experiment=smoke_maze": "task=maze_30x30_hard_1k"}.get(case.preset, case.preset)  # fmt: skip
+    return Case(case.name, preset, (*case.knob, "max_steps=3000"), case.expect, case.story,
+                case.data, case.heal, case.ci)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
