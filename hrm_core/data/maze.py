@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from hrm_core.data.grids import NUM_DIHEDRAL, dihedral
+from hrm_core.data.maze_source import build_maze_source
 from hrm_core.data.progress import SILENT, Progress
 from hrm_core.data.writer import DatasetWriter, Vocabulary
 
@@ -42,6 +43,15 @@ class MazeBuildOptions:
     )
     dihedral_aug: bool = field(default=False, metadata={"help": "add the 8 dihedral copies"})
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
+    source: str | None = field(
+        default=None,
+        metadata={
+            "help": "directory with train.csv and test.csv of Maze-Hard (instead of generating)"
+        },  # fmt: skip
+    )
+    subsample_size: int | None = field(
+        default=None, metadata={"help": "with --source: training mazes drawn (default all)"}
+    )
 
     def path_length(self) -> int:
         return self.size * self.size // 8 if self.min_path_length is None else self.min_path_length
@@ -51,6 +61,8 @@ class MazeBuildOptions:
             raise ValueError(f"size must be >= 5, got {self.size}")
         if self.train_size < 1 or self.test_size < 0:
             raise ValueError("train_size must be >= 1 and test_size >= 0")
+        if self.subsample_size is not None and self.subsample_size < 1:
+            raise ValueError("subsample_size must be >= 1")
         if not 0.0 <= self.loop_fraction <= 1.0:
             raise ValueError(f"loop_fraction must be in [0, 1], got {self.loop_fraction}")
 
@@ -145,7 +157,11 @@ def _render(
 
 
 def build_maze(options: MazeBuildOptions, out_dir: Path, progress: Progress = SILENT) -> None:
-    """Generate the train and test splits into `out_dir` in the reference format."""
+    """Generate the train and test splits into `out_dir` in the reference format (or read them
+    from the CSV files of `options.source`)."""
+    if options.source is not None:
+        build_maze_source(options, out_dir, progress)
+        return
     size = options.size
     writer = DatasetWriter(out_dir, Vocabulary(vocab_size=6, seq_len=size * size))
     for split, count in (("train", options.train_size), ("test", options.test_size)):

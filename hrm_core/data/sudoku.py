@@ -17,6 +17,7 @@ import numpy as np
 
 from hrm_core.data.progress import SILENT, Progress
 from hrm_core.data.sudoku_solver import make_puzzle, random_solution
+from hrm_core.data.sudoku_source import build_sudoku_source
 from hrm_core.data.writer import DatasetWriter, Vocabulary
 
 _DEFAULT_GIVENS = {2: (4, 8), 3: (17, 30)}
@@ -39,6 +40,19 @@ class SudokuBuildOptions:
         default=None, metadata={"help": "most clues (default 30 for 9x9, 8 for 4x4)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
+    source: str | None = field(
+        default=None,
+        metadata={
+            "help": "directory with train.csv and test.csv of Sudoku-Extreme or Sudoku-Hard "
+            "(instead of generating)"
+        },
+    )
+    subsample_size: int | None = field(
+        default=None, metadata={"help": "with --source: training puzzles drawn (default all)"}
+    )
+    min_difficulty: int | None = field(
+        default=None, metadata={"help": "with --source: keep rows rated at least this"}
+    )
 
     def givens_range(self) -> tuple[int, int]:
         """The clue-count range each puzzle's target is drawn from."""
@@ -52,6 +66,10 @@ class SudokuBuildOptions:
             raise ValueError(f"box_size must be 2, 3 or 4, got {self.box_size}")
         if self.train_size < 1 or self.test_size < 0 or self.num_aug < 0:
             raise ValueError("train_size must be >= 1; test_size and num_aug >= 0")
+        if self.source is not None and self.box_size != 3:
+            raise ValueError("source puzzles are 9x9: box_size must be 3 with source")
+        if self.subsample_size is not None and self.subsample_size < 1:
+            raise ValueError("subsample_size must be >= 1")
         low, high = self.givens_range()
         if not 0 <= low <= high <= self.box_size**4:
             raise ValueError(f"need 0 <= min_givens <= max_givens <= cells, got {low}..{high}")
@@ -104,7 +122,11 @@ def augment_sudoku(
 
 
 def build_sudoku(options: SudokuBuildOptions, out_dir: Path, progress: Progress = SILENT) -> None:
-    """Generate the train and test splits into `out_dir` in the reference format."""
+    """Generate the train and test splits into `out_dir` in the reference format (or read them
+    from the CSV files of `options.source`)."""
+    if options.source is not None:
+        build_sudoku_source(options, out_dir, progress)
+        return
     box, n = options.box_size, options.box_size**2
     writer = DatasetWriter(out_dir, Vocabulary(vocab_size=n + 2, seq_len=n * n))
     for split, size in (("train", options.train_size), ("test", options.test_size)):
