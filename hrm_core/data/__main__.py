@@ -16,7 +16,9 @@ from typing import Any
 
 from hrm_core.data.build import BUILDERS, build_dataset, make_build_options
 from hrm_core.data.dataset import PuzzleDataset
+from hrm_core.data.metadata import read_json
 from hrm_core.data.progress import RichProgress
+from hrm_core.data.writer import BUILD_INFO_FILE
 from hrm_doctor.errors import UserError
 
 
@@ -79,6 +81,9 @@ def _run_build(args: argparse.Namespace) -> int:
         with RichProgress() as progress:
             out = build_dataset(options, args.out, progress)
     print(f"built {args.kind} dataset at {out}")
+    info = read_json(out / BUILD_INFO_FILE)
+    for lines in (info.get("difficulty") or {}).values() if isinstance(info, dict) else ():
+        print("\n".join(lines))
     return 0
 
 

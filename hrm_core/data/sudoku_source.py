@@ -16,6 +16,7 @@ import numpy as np
 
 from hrm_core.data.csv_source import as_grids, read_puzzles, split_file, subsample
 from hrm_core.data.progress import SILENT, Progress
+from hrm_core.data.sudoku_rating import Rating, histogram_lines
 from hrm_core.data.writer import DatasetWriter, Vocabulary
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def build_sudoku_source(
     assert options.source is not None
     rng = np.random.RandomState(options.seed)
     writer = DatasetWriter(out_dir, Vocabulary(vocab_size=11, seq_len=SIDE * SIDE))
+    report: dict[str, list[str]] = {}
     for split in ("train", "test"):
         rows = read_puzzles(
             split_file(options.source, split),
@@ -68,10 +70,21 @@ def build_sudoku_source(
             keep = subsample(len(puzzles), options.subsample_size, rng)
             augments = options.num_aug
         set_writer = writer.open_set(split)
+        report[split] = histogram_lines(
+            [Rating(_as_int(rows.ratings[i]), int(np.count_nonzero(puzzles[i]))) for i in keep],
+            f"{split} difficulty (the CSV's rating column)",
+        )
         for index in progress.track(keep, len(keep), f"sudoku {split} ({rows.path.name})"):
             pairs = [(puzzles[index], solutions[index])]
             pairs += [reference_shuffle(*pairs[0], rng) for _ in range(augments)]
             inputs = np.stack([p.ravel() for p, _ in pairs]).astype(np.uint8) + 1
             labels = np.stack([s.ravel() for _, s in pairs]).astype(np.uint8) + 1
             set_writer.add_group([0] * len(pairs), inputs, labels, [1] * len(pairs))
-    writer.close(["<blank>"], {"builder": asdict(options)})
+    writer.close(["<blank>"], {"builder": asdict(options), "difficulty": report})
+
+
+def _as_int(text: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        return 0
