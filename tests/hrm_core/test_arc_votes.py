@@ -113,3 +113,23 @@ def test_a_prediction_that_maps_to_no_test_input_is_an_error():
     with pytest.raises(UserError, match="does not map back to any of its test inputs"):
         votes.check()
     assert votes.submission() == {"task": [{"attempt_1": [[0]], "attempt_2": [[0]]}]}
+
+
+def test_the_true_outputs_of_every_augmented_copy_score_one_on_reference_data():
+    """On data built by the reference builder, predicting each copy's label inverts back to
+    the task's answer: pass@1 = 1 (and a constant wrong grid scores 0)."""
+    from hrm_core_helpers import reference_fixture
+
+    from hrm_core.data import PuzzleDataset
+    from hrm_core.trainer.arc_scoring import ArcScoring
+    from hrm_core.trainer.distributed import DistInfo
+
+    test = PuzzleDataset.open(reference_fixture(), "test")
+    data = test.sets["all"]
+    rows = np.arange(data.num_examples)
+    for preds, expected in ((np.asarray(data.labels), 1.0), (np.asarray(data.inputs) * 0, 0.0)):
+        arc = ArcScoring(test)
+        arc.add("all", rows, preds, np.full(rows.size, 0.5))
+        result = arc.result(DistInfo(), None)
+        assert result["eval/arc/pass@1"] == result["eval/arc/pass@2"] == expected
+        assert result["eval/arc/tasks"] == 20
