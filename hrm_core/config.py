@@ -177,6 +177,18 @@ class TrainConfig(_Section):
     eval_max_examples: int | None = Field(
         None, ge=1, description="Evaluate at most this many examples per set (null: all)."
     )
+    data_sampling: Literal["reference", "whole_puzzles"] = Field(
+        "reference",
+        description="Training batches: reference = the reference's sampler (a puzzle is cut at "
+        "the batch boundary, examples shuffled inside a puzzle); whole_puzzles = every example "
+        "of a drawn puzzle, in order, spilling into the next batch (hrm_core before issue 16).",
+    )
+    eval_arc: bool | None = Field(
+        None,
+        description="Score ARC as in the paper at each evaluation: undo augmentations, vote "
+        "weighted by q_halt, log eval/arc/pass@1 and pass@2, write the submission JSON to "
+        "run_dir/evaluations/step_N/ (null: when the test set is ARC-encoded with puzzle names).",
+    )
     lr: float = Field(
         1e-4, gt=0, description="Peak learning rate of the main optimizer (Adam-atan2)."
     )

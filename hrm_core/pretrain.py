@@ -82,6 +82,7 @@ def train(cfg: TrainConfig) -> int:
     from hrm_core.trainer.stop import StopSignal
     from hrm_core.trainer.wandb_logger import WandbLogger
     from hrm_doctor import RunWriter
+    from hrm_doctor.rundir import evaluation_dir
 
     # ---------------------------------------------------------------------------------------------
     # 1. Processes, device, threads, seeds
@@ -156,7 +157,8 @@ def train(cfg: TrainConfig) -> int:
     def run_eval() -> None:
         if data.eval_loader is not None:
             results = evaluate(net.loss_head, data.eval_loader, device, info,
-                               cfg.arch.halt_max_steps)  # fmt: skip
+                               cfg.arch.halt_max_steps, arc=data.arc,
+                               arc_out=evaluation_dir(run_dir, loop.step))  # fmt: skip
             log.add(results, loop.step)
             console.note(format_eval(loop.step, results))
         loop.passes_evaluated = loader.position.pass_index

@@ -40,6 +40,7 @@ CHECKPOINTS_DIR = "checkpoints"
 SUPERSEDED_DIR = "superseded"  # under CHECKPOINTS_DIR: a rolled-back branch, kept, never resumed
 PARTIAL_PREFIX = ".partial-"  # a checkpoint being written (renamed into place when complete)
 CHECKPOINT_NAME_RE = re.compile(r"^step_(\d{8,})$")
+EVALUATIONS_DIR = "evaluations"  # evaluations/step_NNNNNNNN/: an evaluation's outputs (ARC JSON)
 
 # Directories never descended into while looking for runs under a root.
 SKIP_DIRS = frozenset(
@@ -87,6 +88,11 @@ def find_runs(root: PathLike, max_depth: int = 6) -> list[Path]:
 
 def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
+
+
+def evaluation_dir(run: PathLike, step: int) -> Path:
+    """Where the outputs of the evaluation at `step` go (the ARC submission JSON)."""
+    return Path(run) / EVALUATIONS_DIR / checkpoint_name(step)
 
 
 def checkpoints(run: PathLike) -> list[tuple[int, Path]]:

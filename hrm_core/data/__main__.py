@@ -16,7 +16,9 @@ from typing import Any
 
 from hrm_core.data.build import BUILDERS, build_dataset, make_build_options
 from hrm_core.data.dataset import PuzzleDataset
+from hrm_core.data.metadata import read_json
 from hrm_core.data.progress import RichProgress
+from hrm_core.data.writer import BUILD_INFO_FILE
 from hrm_doctor.errors import UserError
 
 
@@ -35,15 +37,20 @@ def _add_option_flags(parser: argparse.ArgumentParser, options_type: type) -> No
         flag, hint = "--" + spec.name.replace("_", "-"), hints[spec.name]
         help_text = f"{spec.metadata.get('help', '')} (default: {spec.default})"
         args = typing.get_args(hint)
-        if hint is bool:
+        if isinstance(hint, types.UnionType):  # `int | None`: parse as the non-None type
+            hint = next(a for a in args if a is not type(None))
+            args = typing.get_args(hint)
+        if typing.get_origin(hint) is tuple:  # several values: `--source DIR [DIR ...]`
+            parser.add_argument(
+                flag, nargs="+", type=args[0], default=spec.default, help=help_text, metavar="DIR"
+            )
+        elif hint is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=spec.default, help=help_text
             )
         elif typing.get_origin(hint) is typing.Literal:
             parser.add_argument(flag, choices=args, default=spec.default, help=help_text)
         else:
-            if isinstance(hint, types.UnionType):  # `int | None`: parse as the non-None type
-                hint = next(a for a in args if a is not type(None))
             parser.add_argument(flag, type=hint, default=spec.default, help=help_text)
 
 
@@ -65,13 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_build(args: argparse.Namespace) -> int:
     options_type = BUILDERS[args.kind][0]
     names = [f.name for f in dataclasses.fields(options_type) if f.name != "kind"]
-    options = make_build_options(args.kind, **{name: getattr(args, name) for name in names})
+    values = {name: getattr(args, name) for name in names}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    options = make_build_options(args.kind, **values)
     if args.quiet:
         out = build_dataset(options, args.out)
     else:
         with RichProgress() as progress:
             out = build_dataset(options, args.out, progress)
     print(f"built {args.kind} dataset at {out}")
+    info = read_json(out / BUILD_INFO_FILE)
+    for lines in (info.get("difficulty") or {}).values() if isinstance(info, dict) else ():
+        print("\n".join(lines))
     return 0
 
 

@@ -9,6 +9,7 @@ options is an error rather than a silent surprise.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import uuid
@@ -82,8 +83,11 @@ def ensure_dataset(data_path: str | Path, options: BuildOptions | None) -> Path:
         info_path = path / BUILD_INFO_FILE
         if options is not None and info_path.is_file():
             recorded = read_json(info_path)
-            wanted = dataclasses.asdict(options)
-            if isinstance(recorded, dict) and recorded.get("builder") != wanted:
+            wanted = json.loads(json.dumps(dataclasses.asdict(options)))  # tuples as lists
+            builder = recorded.get("builder") if isinstance(recorded, dict) else None
+            if isinstance(builder, dict):  # options added since that build: their defaults
+                builder = {**json.loads(json.dumps(dataclasses.asdict(type(options)()))), **builder}
+            if isinstance(recorded, dict) and builder != wanted:
                 raise UserError(
                     f"{info_path}: dataset was built with {recorded.get('builder')}, the config "
                     f"asks for {wanted}; remove {path} or point data_path elsewhere"

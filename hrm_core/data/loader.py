@@ -1,17 +1,20 @@
 """Batches for training and evaluation, sharded across ranks, deterministic and resumable.
 
-Training follows the reference sampler: each epoch visits every group once in a seeded random
-order and draws one puzzle per group, whose examples all enter the stream; the stream is cut
-into global batches and, at the end of a pass of `epochs_per_pass` epochs (the reference uses
-eval_interval), an incomplete last batch is dropped. Evaluation walks every example in order
-and pads the last batch. Each rank takes its contiguous slice of the global batch.
+Training follows the reference sampler (`sampling="reference"`, puzzle_dataset.py): a pass of
+`epochs_per_pass` epochs (the reference uses eval_interval) visits every group once per epoch in
+a seeded random order and draws one puzzle per group; a batch takes the next puzzles' examples
+in a random order within each puzzle, and the puzzle that crosses the batch boundary is cut
+there (its other examples are skipped); an incomplete last batch of a pass is dropped.
+`sampling="whole_puzzles"` (hrm_core's earlier sampler) keeps every example of a drawn puzzle,
+in order, spilling over into the next batch. Evaluation walks every example in order and pads
+the last batch. Each rank takes its contiguous slice of the global batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
     import torch
 
 _STREAM_CACHE_SIZE = 64
+_PLAN_CACHE_SIZE = 2
+Sampling = Literal["reference", "whole_puzzles"]
+SAMPLINGS: tuple[Sampling, ...] = ("reference", "whole_puzzles")
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,9 +67,11 @@ class LoaderPosition:
     epoch: int = 0
     """Absolute epoch of the set being read (pass p covers epochs [p*E, (p+1)*E))."""
     example_offset: int = 0
-    """Next entry of that epoch's example stream."""
+    """Next entry of that epoch's example stream (whole_puzzles sampling)."""
     batch_in_pass: int = 0
     """Global batches already yielded in this pass."""
+    group_cursor: int = 0
+    """Next drawn puzzle of this set's pass (reference sampling)."""
 
 
 def reference_total_steps(metadata: DatasetMetadata, epochs: int, global_batch_size: int) -> int:
@@ -127,9 +135,13 @@ class TrainLoader:
         rank: int = 0,
         world_size: int = 1,
         epochs_per_pass: int = 1,
+        sampling: Sampling = "reference",
     ) -> None:
         if epochs_per_pass < 1:
             raise ValueError("epochs_per_pass must be >= 1")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.sampling = sampling
         self.dataset = dataset
         self.global_batch_size = global_batch_size
         self.local_batch_size = _local_batch_size(global_batch_size, rank, world_size)
@@ -138,6 +150,7 @@ class TrainLoader:
         self._sets = list(dataset.sets.values())
         self._assembler = _BatchAssembler(dataset, rank, self.local_batch_size)
         self._streams: dict[tuple[int, int], np.ndarray] = {}
+        self._plans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._check_pass_fills_a_batch()
         self._position = self._normalised(LoaderPosition())
 
@@ -161,6 +174,7 @@ class TrainLoader:
         return {
             "seed": self.seed,
             "epochs_per_pass": self.epochs_per_pass,
+            "sampling": self.sampling,
             "set_groups": [s.num_groups for s in self._sets],
             **asdict(self._position),
         }
@@ -170,12 +184,18 @@ class TrainLoader:
         for key in ("seed", "epochs_per_pass"):
             if state[key] != getattr(self, key):
                 raise UserError(f"loader state: {key} was {state[key]}, now {getattr(self, key)}")
+        saved = state.get("sampling", "whole_puzzles")  # checkpoints from before the switch
+        if saved != self.sampling:
+            raise UserError(
+                f"loader state: sampling was {saved}, now {self.sampling}; resume this run "
+                f"with data_sampling={saved}"
+            )
         if list(state["set_groups"]) != [s.num_groups for s in self._sets]:
             raise UserError(
                 f"loader state: the dataset at {self.dataset.path} changed since it was saved "
                 f"(groups per set {state['set_groups']}, now {[s.num_groups for s in self._sets]})"
             )
-        fields = LoaderPosition.__dataclass_fields__
+        fields = [k for k in LoaderPosition.__dataclass_fields__ if k in state]
         self._position = self._normalised(LoaderPosition(**{k: int(state[k]) for k in fields}))
 
     def epoch_stream(self, set_index: int, epoch: int) -> np.ndarray:
@@ -198,8 +218,56 @@ class TrainLoader:
     def _pass_end(self, pass_index: int) -> int:
         return (pass_index + 1) * self.epochs_per_pass
 
+    def pass_plan(self, set_index: int, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reference sampling: (puzzles drawn, cumulative example counts) of one set's pass.
+
+        The groups of `epochs_per_pass` shuffled epochs in a row, one puzzle drawn from each:
+        (slots,) int32 puzzle indices and (slots,) int64 running totals of their sizes.
+        """
+        key = (set_index, pass_index)
+        if key not in self._plans:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+            pset = self._sets[set_index]
+            # The reference's generator for this set's pass: group order and puzzle draws
+            # are the reference's for the same seed (puzzle_dataset.py, `_iters` from 1).
+            iteration = pass_index * len(self._sets) + set_index + 1
+            rng = np.random.Generator(np.random.Philox(seed=self.seed + iteration))
+            order = np.concatenate(
+                [rng.permutation(pset.num_groups) for _ in range(self.epochs_per_pass)]
+            )
+            puzzles = rng.integers(pset.group_indices[order], pset.group_indices[order + 1])
+            sizes = np.diff(pset.puzzle_indices)[puzzles]
+            self._plans[key] = (puzzles.astype(np.int32), np.cumsum(sizes, dtype=np.int64))
+        return self._plans[key]
+
+    def _plan_batch(self, pos: LoaderPosition) -> tuple[np.ndarray, int]:
+        """Reference sampling: the next global batch's example indices, and the next cursor."""
+        pset = self._sets[pos.set_index]
+        puzzles, ends = self.pass_plan(pos.set_index, pos.pass_index)
+        cursor, need = pos.group_cursor, self.global_batch_size
+        base = int(ends[cursor - 1]) if cursor else 0
+        last = int(np.searchsorted(ends, base + need, side="left"))  # the puzzle cut by the edge
+        chosen = puzzles[cursor : last + 1].astype(np.int64)
+        sizes = np.diff(ends[cursor : last + 1], prepend=base)
+        takes = sizes.copy()
+        takes[-1] -= int(ends[last]) - base - need  # the crossing puzzle keeps what fits
+        # Within each puzzle a random subset in random order (the reference's random.choice).
+        rng = np.random.default_rng((self.seed, pos.set_index, pos.pass_index, cursor))
+        segment = np.repeat(np.arange(chosen.size), sizes)  # (examples,)
+        order = np.lexsort((rng.random(segment.size), segment))
+        first = np.repeat(np.cumsum(sizes) - sizes, sizes)
+        local = (np.arange(segment.size) - first)[order]  # example within its puzzle
+        keep = np.arange(segment.size) - first < np.repeat(takes, sizes)
+        rows = np.repeat(pset.puzzle_indices[chosen], sizes) + local
+        return rows[keep], last + 1
+
     def _available(self, pos: LoaderPosition, need: int) -> int:
         """Examples left in this set's pass from `pos`, counted only up to `need`."""
+        if self.sampling == "reference":
+            ends = self.pass_plan(pos.set_index, pos.pass_index)[1]
+            done = int(ends[pos.group_cursor - 1]) if pos.group_cursor else 0
+            return int(ends[-1]) - done if ends.size else 0
         count = len(self.epoch_stream(pos.set_index, pos.epoch)) - pos.example_offset
         epoch = pos.epoch + 1
         while count < need and epoch < self._pass_end(pos.pass_index):
@@ -214,6 +282,14 @@ class TrainLoader:
         return pos
 
     def _next_batch(self) -> Batch:
+        if self.sampling == "reference":
+            pos = self._position
+            global_indices, cursor = self._plan_batch(pos)
+            after = replace(pos, group_cursor=cursor, batch_in_pass=pos.batch_in_pass + 1)
+            if cursor == self.pass_plan(pos.set_index, pos.pass_index)[0].size:
+                after = self._next_set_start(pos)
+            self._position = self._normalised(after)
+            return self._assembler.assemble(self._sets[pos.set_index], global_indices)
         pos, need = self._position, self.global_batch_size
         pieces: list[np.ndarray] = []
         epoch, offset = pos.epoch, pos.example_offset
@@ -237,7 +313,9 @@ class TrainLoader:
         """The start of the next set in this pass, or of the next pass after the last set."""
         if pos.set_index + 1 < len(self._sets):
             start = pos.pass_index * self.epochs_per_pass
-            return replace(pos, set_index=pos.set_index + 1, epoch=start, example_offset=0)
+            return replace(
+                pos, set_index=pos.set_index + 1, epoch=start, example_offset=0, group_cursor=0
+            )
         nxt = pos.pass_index + 1
         return LoaderPosition(nxt, 0, nxt * self.epochs_per_pass, 0, 0)
 

@@ -88,6 +88,7 @@ class TrainData:
     last_step: int  # where this session stops (max_steps or the end)
     local_batch: int
     micro_batch: int
+    arc: Any = None  # ArcScoring of the test set, when it is scored as ARC (eval_arc)
 
 
 def open_data(cfg: TrainConfig, info: Any) -> TrainData:
@@ -114,10 +115,12 @@ def open_data(cfg: TrainConfig, info: Any) -> TrainData:
         rank=info.rank,
         world_size=info.world_size,
         epochs_per_pass=cfg.eval_interval,  # the reference evaluates after each pass
+        sampling=cfg.data_sampling,
     )
-    eval_loader = None
+    eval_loader, arc = None, None
     if (path / "test" / "dataset.json").is_file():
         test_set = open_splits(path)["test"]  # also checks train and test agree on sizes
+        arc = make_arc_scoring(cfg, test_set)
         eval_loader = EvalLoader(
             test_set,
             cfg.eval_batch_size or cfg.global_batch_size,
@@ -136,7 +139,16 @@ def open_data(cfg: TrainConfig, info: Any) -> TrainData:
         last_step=min(total_steps, cfg.max_steps or total_steps),
         local_batch=local_batch,
         micro_batch=local_batch // cfg.grad_accum_steps,
+        arc=arc,
     )
+
+
+def make_arc_scoring(cfg: TrainConfig, test_set: Any) -> Any:
+    """ArcScoring of the test set when eval_arc says so (null: when it looks like ARC)."""
+    from hrm_core.trainer.arc_scoring import ArcScoring, looks_like_arc
+
+    wanted = looks_like_arc(test_set) if cfg.eval_arc is None else cfg.eval_arc
+    return ArcScoring(test_set, partial=cfg.eval_max_examples is not None) if wanted else None
 
 
 @dataclass

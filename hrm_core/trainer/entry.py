@@ -28,7 +28,14 @@ HYDRA_FLAGS_WITH_VALUE = {
 
 
 def run_hydra_app(argv: list[str], job: Callable[[Any], int]) -> int:
-    """Validate `argv`, then run `job(TrainConfig)` for each Hydra job; the worst exit code."""
+    """Validate `argv`, then run `job(TrainConfig)` for each Hydra job; the worst exit code.
+
+    A first word `evaluate` runs a checkpoint's evaluation instead (hrm_core/evaluate.py).
+    """
+    if argv[:1] == ["evaluate"]:
+        from hrm_core.evaluate import run
+
+        return run(list(argv[1:]))
     try:
         argv = prepare_argv(list(argv))
     except UserError as exc:

@@ -28,7 +28,7 @@ SEGMENT_RE = re.compile(r"^r(\d{5})\.s(\d{4})\.p(\d{4})\.hrmt$")
 # A segment is closed and a new part started past this size, so old parts never change.
 SEGMENT_MAX_BYTES = 256 * 1024 * 1024
 
-METRIC_NAME_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
+METRIC_NAME_RE = re.compile(r"^[A-Za-z0-9_./@-]+$")  # @: eval/arc/pass@2 (DESIGN)
 RESERVED_NAMES = frozenset({"step", "rank", "time"})
 
 FRAME_MAGIC = 0x544D5248  # b"HRMT" little-endian
@@ -56,7 +56,7 @@ def check_metric_name(name: object) -> str:
         raise ValueError(f"metric name {name!r}: must be a string")
     if not METRIC_NAME_RE.match(name):
         raise ValueError(
-            f"metric {name!r}: name may only contain letters, digits and _ . / - characters"
+            f"metric {name!r}: name may only contain letters, digits and _ . / @ - characters"
         )
     if name in RESERVED_NAMES:
         raise ValueError(f"metric {name!r}: name is reserved for a column of the reader")

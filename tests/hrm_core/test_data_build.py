@@ -91,3 +91,14 @@ def test_make_build_options_names_the_bad_option(tmp_path):
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(UserError, match="not empty"):
         build_dataset(make_build_options("sudoku", box_size=2), tmp_path / "full")
+
+
+def test_a_dataset_built_before_new_options_existed_is_still_reused(tmp_path):
+    """build.json of an older build lacks the options added since: their defaults apply."""
+    options = SudokuBuildOptions(box_size=2, train_size=8, test_size=4, num_aug=0)
+    path = ensure_dataset(tmp_path / "old", options)
+    info = json.loads((path / "build.json").read_text())
+    for key in ("difficulty", "source", "subsample_size", "min_difficulty"):
+        del info["builder"][key]
+    (path / "build.json").write_text(json.dumps(info))
+    assert ensure_dataset(path, options) == path

@@ -1,10 +1,12 @@
-"""The loaders: one puzzle per group per epoch, full batches only in training, padded
-evaluation, rank shards that add up to the global batch, determinism and exact resume."""
+"""The loaders: one puzzle per group per epoch, the reference's batches (a puzzle cut at the
+batch boundary, shuffled inside), full batches only in training, padded evaluation, rank
+shards that add up to the global batch, determinism and exact resume."""
 
 from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,11 +52,48 @@ def same_batches(first: list, second: list) -> bool:
     )
 
 
+REFERENCE_BATCHES = (
+    Path(__file__).parent / "fixtures" / "reference_sources" / "expected" / "arc_mini_batches.json"
+)
+
+
+def test_reference_sampling_gives_the_reference_batches(arc):
+    """The reference's puzzle_dataset.py on reference-arc-mini (seed 5, batch 32, 2 epochs per
+    pass): the puzzle of every example of every batch of two passes, cut where it cut."""
+    expected = json.loads(REFERENCE_BATCHES.read_text())
+    loader = TrainLoader(arc, global_batch_size=32, seed=5, epochs_per_pass=2)
+    for batches in expected:
+        assert [b.puzzle_identifiers.tolist() for b in loader.iter_pass()] == batches
+
+
+def test_reference_sampling_cuts_at_the_boundary_and_shuffles_inside_a_puzzle(arc):
+    data = arc.sets["all"]
+    puzzle_of = np.repeat(np.arange(data.num_puzzles), np.diff(data.puzzle_indices))
+    loader = TrainLoader(arc, global_batch_size=16, seed=3, epochs_per_pass=4)
+    batches = list(loader.iter_pass())
+    shuffled = cut = False
+    for before, after in itertools.pairwise(batches):
+        rows = before.example_indices
+        puzzles = puzzle_of[rows]
+        starts = np.flatnonzero(np.diff(puzzles, prepend=-1))  # each puzzle's run in the batch
+        assert len(set(puzzles[starts].tolist())) == len(starts)  # one contiguous run each
+        for run in np.split(rows, starts[1:]):
+            assert len(set(run.tolist())) == len(run)  # a subset of the puzzle, no repeats
+            shuffled |= bool(np.any(np.diff(run) < 0))
+        last = puzzles[-1]
+        size = data.puzzle_indices[last + 1] - data.puzzle_indices[last]
+        if np.sum(puzzles == last) < size:  # the puzzle was cut at the batch boundary:
+            cut = True  # the next batch does not carry on with its examples
+            assert puzzle_of[after.example_indices[0]] != last or after.example_indices[0] in rows
+    assert shuffled and cut
+
+
 def test_each_epoch_draws_one_whole_puzzle_per_group(arc):
+    """sampling=whole_puzzles: every example of the drawn puzzle, in order."""
     data = arc.sets["all"]
     puzzle_of = np.repeat(np.arange(data.num_puzzles), np.diff(data.puzzle_indices))
     group_of = np.repeat(np.arange(data.num_groups), np.diff(data.group_indices))
-    loader = TrainLoader(arc, global_batch_size=8, seed=3)
+    loader = TrainLoader(arc, global_batch_size=8, seed=3, sampling="whole_puzzles")
     drawn = []
     for epoch in range(3):
         stream = loader.epoch_stream(0, epoch)
@@ -100,17 +139,26 @@ def test_ranks_together_see_exactly_the_global_batch(arc, world_size):
             assert np.array_equal(joined, getattr(batch, field))
 
 
-def test_resume_sees_the_same_batches(sudoku):
-    loader = TrainLoader(sudoku, global_batch_size=16, seed=2)
+@pytest.mark.parametrize("sampling", ["reference", "whole_puzzles"])
+def test_resume_sees_the_same_batches(sudoku, arc, sampling):
+    loader = TrainLoader(sudoku, global_batch_size=16, seed=2, sampling=sampling)
     take(loader, 7)  # crosses two pass boundaries (3 batches per pass)
     state = json.loads(json.dumps(loader.state_dict()))  # checkpoints store it as JSON
     expected = take(loader, 8)
-    resumed = TrainLoader(sudoku, global_batch_size=16, seed=2)
+    resumed = TrainLoader(sudoku, global_batch_size=16, seed=2, sampling=sampling)
     resumed.load_state_dict(state)
     assert resumed.position == LoaderPosition(
         **{k: state[k] for k in LoaderPosition.__dataclass_fields__}
     )
     assert same_batches(take(resumed, 8), expected)
+    loader = TrainLoader(arc, global_batch_size=16, seed=2, sampling=sampling)
+    take(loader, 5)  # mid-pass, puzzles of several examples cut at batch boundaries
+    resumed = TrainLoader(arc, global_batch_size=16, seed=2, sampling=sampling)
+    resumed.load_state_dict(json.loads(json.dumps(loader.state_dict())))
+    assert same_batches(take(resumed, 6), take(loader, 6))
+    other = "whole_puzzles" if sampling == "reference" else "reference"
+    with pytest.raises(UserError, match=f"sampling was {sampling}, now {other}"):
+        TrainLoader(arc, 16, seed=2, sampling=other).load_state_dict(loader.state_dict())
 
 
 def test_resume_mid_pass_keeps_the_pass_boundary(arc):

@@ -12,6 +12,7 @@ import pytest
 from hrm_core.data import MazeBuildOptions, PuzzleDataset, build_maze
 from hrm_core.data.grids import NUM_DIHEDRAL, dihedral, inverse_dihedral
 from hrm_core.data.maze import GOAL, OPEN, PATH, START, WALL, generate_maze
+from hrm_doctor.errors import UserError
 
 STEPS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -131,5 +132,25 @@ def test_build_is_byte_identical_under_a_seed(tmp_path):
 
 
 def test_impossible_path_length_is_refused():
-    with pytest.raises(ValueError, match="lower it"):
+    with pytest.raises(UserError, match="lower --min-path-length"):
         generate_maze(5, 50, 0.0, np.random.default_rng(0))
+
+
+def test_hard_mazes_have_long_branching_paths(tmp_path, capsys):
+    """Maze-Hard-like settings: shortest paths of at least the filter length, many branch
+    points along them and dead ends; the statistics are printed at build time."""
+    from hrm_core.data.__main__ import main
+    from hrm_core.data.maze import maze_stats
+
+    out = tmp_path / "hard"
+    argv = ["build", "maze", "--out", str(out), "--quiet", "--size", "21", "--train-size", "6"]
+    assert main([*argv, "--test-size", "0", "--branching", "0.3", "--loop-fraction", "0.05",
+                 "--min-path-length", "50"]) == 0  # fmt: skip
+    assert "train difficulty: 6 mazes, shortest path" in capsys.readouterr().out
+    data = PuzzleDataset.open(out, "train").sets["all"]
+    stats = [
+        maze_stats(m.reshape(21, 21), p.reshape(21, 21)) for m, p in zip(data.inputs, data.labels)
+    ]
+    assert all(length >= 50 for length, _, _ in stats)
+    assert sum(branches for _, _, branches in stats) / len(stats) >= 3
+    assert sum(dead for _, dead, _ in stats) / len(stats) >= 5

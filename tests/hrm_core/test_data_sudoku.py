@@ -172,3 +172,35 @@ def test_build_follows_the_reference_format(tmp_path):
 def test_options_reject_nonsense(bad):
     with pytest.raises(ValueError):
         SudokuBuildOptions(**bad)
+
+
+def test_difficulty_gives_minimal_puzzles_that_need_backtracking(tmp_path, capsys):
+    """--difficulty 1: minimal puzzles (no clue can go), none solvable by elimination alone;
+    uniqueness checked by the plain solver, and the histogram printed at build time."""
+    from hrm_core.data.__main__ import main
+    from hrm_core.data.sudoku_rating import rate
+
+    out = tmp_path / "hard"
+    argv = ["build", "sudoku", "--out", str(out), "--quiet", "--train-size", "4"]
+    assert main([*argv, "--test-size", "2", "--num-aug", "1", "--difficulty", "1",
+                 "--max-givens", "25"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "train difficulty: 4 puzzles" in printed and "0% solvable by elimination" in printed
+    data = PuzzleDataset.open(out, "train").sets["all"]
+    for puzzle in data.inputs[::2]:  # the originals (each followed by one shuffle)
+        grid = [int(v) - 1 for v in puzzle]
+        assert count_solutions(grid, 3) == 1
+        assert 17 <= sum(1 for v in grid if v) <= 25
+        assert rate(grid, 3).backtracks >= 1
+        for cell in (i for i, v in enumerate(grid) if v):  # minimal: every clue is needed
+            assert count_solutions([0 if i == cell else v for i, v in enumerate(grid)], 3) == 2
+
+
+def test_rating_counts_backtracks_of_known_puzzles():
+    from hrm_core.data.sudoku_rating import rate
+
+    easy = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+    escargot = "1....7.9..3..2...8..96..5....53..9...1..8...26....4...3......1..4......7..7...3.."
+    as_grid = lambda text: [0 if ch == "." else int(ch) for ch in text]  # noqa: E731
+    assert rate(as_grid(easy)).backtracks == 0  # singles alone solve it
+    assert rate(as_grid(escargot)).backtracks >= 3  # "AI Escargot" needs guessing
