@@ -24,7 +24,7 @@ from hrm_doctor._io import read_json
 from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
 from hrm_doctor.rundir import META_FILE, PATCHES_FILE, append_jsonl, read_patches
 from hrm_doctor.severity import severity_rank
-from hrm_doctor.watch.recovery import RecentHistory, before_onset, judge
+from hrm_doctor.watch.recovery import RecentHistory, before_onset, effect_budget, judge
 
 _NOT_AUTO = {
     "hot": "info findings are proposed, not applied (apply it from the dashboard if wanted)",
@@ -104,6 +104,7 @@ class PatchManager:
         common = {
             "finding_id": finding.id,
             "rule": finding.rule,
+            "category": finding.category,
             "severity": finding.severity,
             "overrides": overrides,
             "rationale": s.rationale,
@@ -144,6 +145,20 @@ class PatchManager:
         r = self.latest[patch_id]
         key = frozenset(r["overrides"])
         if key in self._seen_overrides:
+            finding = self._findings.get(r["finding_id"]) or _finding_of(r)
+            if self.apply and self.on_restart is not None and r.get("severity") == "critical":
+                # the trouble came back after the same hot cure: it did not hold, the run is
+                # damaged: roll back to before the trouble with that cure (and what config
+                # warnings it confirms) as restart overrides
+                self.on_restart(finding, self._restart_overrides(r["overrides"]))
+                return [
+                    self._record(
+                        patch_id,
+                        "escalated",
+                        reason="the same patch was applied before on this run and the trouble "
+                        "came back: rollback and restart",
+                    )
+                ]
             return [
                 self._record(
                     patch_id, "rejected", reason="the same patch was applied before on this run"
@@ -164,16 +179,31 @@ class PatchManager:
         self._seen_overrides.add(key)
         return [self._record(patch_id, "requested")]
 
+    def _restart_overrides(self, overrides: list[str]) -> list[str]:
+        """A restart's overrides: the failed hot cure's, after the config warnings' proposals
+        that were never applied (a config check said so at step 0; the run's own trouble has
+        now confirmed it: a restart is the moment to take them). The cure's own values win."""
+        from hrm_doctor.overrides import merge_overrides
+
+        confirmed = [
+            r["overrides"]
+            for r in self.latest.values()
+            if r.get("apply") == "restart"
+            and r["state"] == "proposed"
+            and r.get("category") == "config"
+            and severity_rank(r.get("severity")) >= severity_rank("warning")
+        ]
+        return merge_overrides(*confirmed, overrides)
+
     # ---- follow-up --------------------------------------------------------------------------
 
     def budget_steps(self) -> int:
         """Steps a patch has to show its effect: given, or 5 % of the run (50 to 1,000)."""
         if self.effect_steps is not None:
             return self.effect_steps
-        total = (read_json(self.run_dir / META_FILE, default={}) or {}).get("total_steps")
-        if isinstance(total, int | float) and total > 0:
-            return int(min(1000, max(50, 0.05 * total)))
-        return 100
+        return effect_budget(
+            (read_json(self.run_dir / META_FILE, default={}) or {}).get("total_steps")
+        )
 
     def poll(
         self,
@@ -257,7 +287,7 @@ class PatchManager:
                 if finding is None:  # a daemon restarted since: rebuild it from the record
                     finding = _finding_of(r)
                 if self.apply and self.on_restart is not None:
-                    self.on_restart(finding, list(r["overrides"]))
+                    self.on_restart(finding, self._restart_overrides(r["overrides"]))
                 elif self.apply and self.stop_hopeless and finding.severity == "critical":
                     # no supervisor to restart it: stop the trial and free the machine
                     write_stop_request(self.run_dir, f"stop-{pid}", r["finding_id"])

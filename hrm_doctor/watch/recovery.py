@@ -19,11 +19,18 @@ import numpy as np
 # metric -> which way is better; the per-step mean over ranks is kept
 RECOVERY_METRICS: dict[str, str] = {"train/lm_loss": "lower", "train/accuracy": "higher"}
 KEEP_STEPS = 4096  # the newest steps kept per metric (a patch is judged within this reach)
-PRE_ONSET_STEPS = 100  # the reference: the median of the steps just before the onset
+PRE_ONSET_STEPS = 30  # the reference: the median of the steps just before the onset
 POST_STEPS = 50  # the verdict: the median of the last steps of the check's budget
 LOSS_TOLERANCE = 0.10  # a recovered loss is within 10 % of its level before the onset
 ACCURACY_TOLERANCE = 0.03  # ... and the accuracy within 3 points of its level
 MIN_SAMPLES = 5
+
+
+def effect_budget(total_steps: Any) -> int:
+    """Steps a patch has to show its effect: 5 % of the run, 50 to 1,000 (100 when unknown)."""
+    if isinstance(total_steps, int | float) and total_steps > 0:
+        return int(min(1000, max(50, 0.05 * total_steps)))
+    return 100
 
 
 class RecentHistory:

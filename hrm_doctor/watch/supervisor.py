@@ -16,11 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hrm_doctor._io import read_json
 from hrm_doctor.overrides import merge_overrides, run_dir_of, with_overrides
-from hrm_doctor.rundir import LINEAGE_FILE, append_jsonl, checkpoints, read_findings, read_lineage
+from hrm_doctor.rundir import (
+    LINEAGE_FILE,
+    META_FILE,
+    append_jsonl,
+    checkpoints,
+    live_findings,
+    read_findings,
+    read_lineage,
+)
 from hrm_doctor.watch.daemon import Daemon
 from hrm_doctor.watch.patches import PatchManager
 from hrm_doctor.watch.process import TrainerProcess
+from hrm_doctor.watch.recovery import effect_budget
 
 # The trainer's telemetry writer flushes on exit: give its last frames a moment to land.
 _LAST_FLUSH_S = 0.3
@@ -98,7 +108,8 @@ class Supervisor:
             )
             return False
         self._stop_trainer()
-        before = [(s, p) for s, p in checkpoints(self.run_dir) if s < finding.first_step]
+        onset = self._trouble_onset(finding)
+        before = [(s, p) for s, p in checkpoints(self.run_dir) if s < onset]
         self.overrides = merge_overrides(self.overrides, overrides)
         if before:
             step, path = before[-1]
@@ -131,6 +142,24 @@ class Supervisor:
         )
         self._launch(extra)
         return True
+
+    def _trouble_onset(self, finding: Any) -> int:
+        """Where the trouble a restart cures began: the finding's onset, or an earlier critical
+        finding of the run's data on this branch, not long before (ten patch budgets): a
+        trouble that came back after a hot cure was never cured, and rolling back to just
+        before its return would keep the damage."""
+        if finding.category == "config":
+            return finding.first_step
+        meta = read_json(self.run_dir / META_FILE, default={}) or {}
+        reach = 10 * effect_budget(meta.get("total_steps"))
+        earlier = [
+            int(f["first_step"])
+            for f in live_findings(self.run_dir)
+            if f.get("severity") == "critical"
+            and f.get("category") != "config"
+            and finding.first_step - reach <= int(f["first_step"]) <= finding.first_step
+        ]
+        return min([finding.first_step, *earlier])
 
     # ---- the loop -----------------------------------------------------------------------------
 

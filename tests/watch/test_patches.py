@@ -163,12 +163,12 @@ def test_a_silenced_alarm_on_a_damaged_run_escalates_to_a_rollback(tmp_path):
     pm.poll(history=_history(before))
     applied = read_patches(tmp_path)[-1]
     assert applied["state"] == "applied"
-    assert applied["before_onset"]["train/lm_loss"] == pytest.approx(0.9505, abs=1e-3)
+    assert applied["before_onset"]["train/lm_loss"] == pytest.approx(0.9155, abs=1e-3)  # 70..99
     damaged = _history({**before, **{s: 2.0 for s in range(100, 170)}})  # blown up, stays up
     pm.poll(report=[finding(last=110)], last_step=160, history=damaged)
     last = read_patches(tmp_path)[-1]
     assert last["state"] == "escalated" and "did not recover" in last["reason"]
-    assert "train/lm_loss 2 against 0.9505" in last["reason"] and restarts == [["lr=5e-05"]]
+    assert "train/lm_loss 2 against 0.9155" in last["reason"] and restarts == [["lr=5e-05"]]
 
 
 def test_a_patch_after_which_the_run_recovers_is_effective(tmp_path):
@@ -210,3 +210,40 @@ def test_what_is_acted_on_alone_depends_on_severity(tmp_path):
         finding(id="emb-lr@0", severity="info", overrides=("puzzle_emb_lr=1e-3",))
     )
     assert out[-1]["state"] == "requested"
+
+
+def test_a_critical_trouble_back_after_its_cure_rolls_back_with_the_confirmed_config_fixes(
+    tmp_path,
+):
+    """The same hot cure cannot be applied twice: when the trouble it cured comes back, the
+    run is rolled back instead, and the config warning the trouble confirmed (no warmup with a
+    high lr) is part of the restart (the cure's own values win)."""
+    import dataclasses
+
+    restarts = []
+    pm = PatchManager(
+        tmp_path, apply=True, on_restart=lambda f, o: restarts.append((f.id, o)) or True
+    )
+    config = dataclasses.replace(
+        finding(
+            id="no-warmup-high-lr@0",
+            overrides=("lr_warmup_steps=20", "lr=0.003"),
+            apply="restart",
+            first=0,
+            last=0,
+            severity="warning",
+        ),  # fmt: skip
+        category="config",
+    )
+    assert pm.on_finding(config)[-1]["state"] == "proposed"  # a warning: not acted on alone
+    pm.on_finding(finding(id="grad-norm-rebound@135", overrides=("lr=0.001", "grad_clip_norm=1.0")))
+    trainer_acks(tmp_path, step=158)
+    pm.poll()
+    assert restarts == []
+    out = pm.on_finding(
+        finding(id="grad-norm-growth@282", overrides=("lr=0.001", "grad_clip_norm=1.0"), first=282)
+    )
+    assert out[-1]["state"] == "escalated" and "came back" in out[-1]["reason"]
+    assert restarts == [
+        ("grad-norm-growth@282", ["lr_warmup_steps=20", "lr=0.001", "grad_clip_norm=1.0"])
+    ]

@@ -104,3 +104,27 @@ def test_a_rollback_goes_back_to_before_the_runs_own_trouble_not_to_a_config_che
     finding, overrides = sup._pending
     assert finding.id == "grad-explosion@220"
     assert sorted(overrides) == ["grad_clip_norm=1.0", "lr=0.001"]
+
+
+def test_a_restart_rolls_back_to_before_the_first_sign_of_a_trouble_that_came_back(tmp_path):
+    """A critical explosion at 135 was patched hot; the trouble came back at 282. The rollback
+    goes to before 135 (the run was damaged since), not to before 282; a trouble from long ago
+    (beyond ten patch budgets) and the config checks do not pull it further back."""
+    import json
+
+    from hrm_doctor.engine.finding import Finding, Suggestion
+    from hrm_doctor.watch.supervisor import Supervisor
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps({"total_steps": 500}))  # budget 50: reach 500
+    rows = [("lr-very-high@0", "config", 0), ("old-trouble@5", "explosion", -600),
+            ("grad-norm-rebound@135", "explosion", 135), ("grad-norm-growth@282", "explosion", 282)]  # fmt: skip
+    with open(run / "findings.jsonl", "w") as f:
+        for fid, category, first in rows:
+            f.write(json.dumps({"id": fid, "category": category, "severity": "critical",
+                                "first_step": first, "last_step": first}) + "\n")  # fmt: skip
+    sup = Supervisor(["hrm-train", f"run_dir={run}"], None, apply=True, console=None)
+    came_back = Finding("grad-norm-growth@282", "grad-norm-growth", "core", "explosion",
+                        "critical", 282, 290, None, None, "m", {}, Suggestion())  # fmt: skip
+    assert sup._trouble_onset(came_back) == 135
