@@ -31,9 +31,9 @@ class SlurmError(Exception):
     """A Slurm command failed (its stderr's first line is the message)."""
 
 
-def require_clients(flag: str) -> None:
+def require_clients(flag: str, clients: tuple[str, ...] = CLIENTS) -> None:
     """A UserError naming what is missing when the Slurm client commands are not on PATH."""
-    missing = [c for c in CLIENTS if shutil.which(c) is None]
+    missing = [c for c in clients if shutil.which(c) is None]
     if missing:
         raise UserError(
             f"{flag}: the Slurm commands {', '.join(missing)} are not on PATH "

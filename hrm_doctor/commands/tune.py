@@ -217,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
 
     say(f"study {study_name} in {redact(url)}; space: {space.source}; trials under {root}")
     if slurm is not None:
-        say(f"each trial a Slurm job, {settings.max_parallel} at once (scripts in {root / 'slurm'})")
+        say(
+            f"each trial a Slurm job, {settings.max_parallel} at once (scripts in {root / 'slurm'})"
+        )
 
     def body(stop) -> int:
         from hrm_doctor.tune.report import text_report
