@@ -156,7 +156,8 @@ class SlurmJob:
         if self._final is not None or not self.jobs:
             return self.returncode
         self.cancelled = True
-        cancel(self.job)
+        with contextlib.suppress(SlurmError):  # it may have ended meanwhile
+            cancel(self.job)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             if self.table.state(self.job, fresh=True).ended:

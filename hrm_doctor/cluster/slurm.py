@@ -7,6 +7,7 @@ which needs Slurm's accounting database; `squeue`/`scontrol` work on every clust
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -155,7 +156,9 @@ class JobTable:
         with self._lock:
             if fresh or time.monotonic() - self._at >= self.refresh_s:
                 live = [j for j, s in self._jobs.items() if not s.ended]
-                self._jobs.update(job_states(live))
+                # a busy slurmctld that does not answer: the jobs are as last seen, ask again
+                with contextlib.suppress(SlurmError):
+                    self._jobs.update(job_states(live))
                 self._at = time.monotonic()
             return self._jobs[job]
 

@@ -129,6 +129,13 @@ def test_the_best_trial_is_healthy(study):
     assert "best trial as a command:" in study.out
 
 
+def test_the_report_counts_the_jobs(study):
+    assert (
+        "slurm: 5 jobs for 4 trials; 1 requeued by Slurm, 1 submitted again after a failure, "
+        "1 cancelled by pruning"
+    ) in study.out
+
+
 def _log(study: Study, trial: int) -> str:
     return (study.root / "logs" / f"trial-{trial:04d}.log").read_text()
 
