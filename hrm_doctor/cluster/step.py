@@ -60,6 +60,8 @@ def with_rendezvous(command: list[str], env: Mapping[str, str]) -> list[str]:
 
 def srun_command(command: list[str], env: Mapping[str, str], name: str) -> list[str]:
     """`srun ... COMMAND`: torchrun once per node of the allocation, anything else once."""
+    if Path(command[0]).name == "srun":
+        raise UserError("--launcher srun: give the command without srun (the doctor adds it)")
     nodes = _nodes(env) if Path(command[0]).name == "torchrun" else 1
     out = ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
            "--kill-on-bad-exit=1", "--export=ALL", f"--job-name={name}"]  # fmt: skip

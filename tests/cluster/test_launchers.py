@@ -130,6 +130,8 @@ def test_torchrun_gets_its_rendezvous_from_the_allocation(monkeypatch):
     # plain hrm-train: once, on the first node
     srun = step.srun_command(["hrm-train", "task=arc1"], ENV, "x")
     assert srun[1:3] == ["--nodes=1", "--ntasks=1"] and srun[-2:] == ["hrm-train", "task=arc1"]
+    with pytest.raises(UserError, match="give the command without srun"):
+        step.srun_command(["srun", "hrm-train"], ENV, "x")
     with pytest.raises(UserError, match="cannot span the allocation's 2 nodes"):
         step.with_rendezvous(["torchrun", "--standalone", "hrm-train"], ENV)
     one_node = {**ENV, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1"}
