@@ -13,6 +13,7 @@ examples:
   hrm-doctor run -- hrm-train experiment=smoke run_dir=runs/smoke
   hrm-doctor run --apply -- hrm-train experiment=smoke lr=3 run_dir=runs/bad-lr
   hrm-doctor run --apply --max-restarts 2 -- torchrun --nproc_per_node=2 -m hrm_core.pretrain task=sudoku_extreme_1k
+  (in an sbatch script) hrm-doctor run --apply --launcher srun -- torchrun --nproc_per_node=8 --no-python hrm-train task=arc1
 """
 
 
@@ -22,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_rules_argument(parser)
     parser.add_argument("--max-restarts", type=int, default=3, metavar="K", help="default: 3")
+    parser.add_argument(
+        "--launcher",
+        default="local",
+        choices=("local", "srun"),
+        help="start the trainer here (default), or as a job step of this Slurm allocation",
+    )
     parser.add_argument(
         "train_command",
         nargs=argparse.REMAINDER,
@@ -41,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
     if args.max_restarts < 0:
         raise UserError(f"--max-restarts {args.max_restarts}: must be >= 0")
     rule_set = load_rule_set(args.rules)
+    console = PlainConsole()
+    how = {}
+    if args.launcher == "srun":
+        from hrm_doctor.cluster.step import srun_launcher
+
+        how["launch"] = srun_launcher(console)
     sup = Supervisor(
-        command, rule_set, apply=args.apply, console=PlainConsole(), max_restarts=args.max_restarts
+        command, rule_set, apply=args.apply, console=console, max_restarts=args.max_restarts, **how
     )
     return run_until_stopped(command, sup.run)

@@ -14,6 +14,8 @@ examples:
   hrm-doctor tune --space space.yaml --study sudoku -- hrm-train task=sudoku_extreme_1k
   hrm-doctor tune --storage postgresql://tune@db:5432/optuna --study arc --root runs/arc -- hrm-train task=arc1
   hrm-doctor tune --report sudoku                        best trials, pruned trials, report.html
+  hrm-doctor tune --launcher slurm --partition gpu --gpus-per-trial 1 --max-parallel 8 \
+      --time 02:00:00 --root /shared/runs/sudoku -- hrm-train task=sudoku_extreme_1k
 
 a space file maps Hydra keys to one of log/uniform/int/choice:
   lr: {log: [1.0e-5, 1.0e-2]}
@@ -43,10 +45,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Optuna's own pruner on eval values, besides the doctor (default: none)")  # fmt: skip
     a("--seed", type=int, metavar="N", help="sampler seed")
     add_rules_argument(parser)
+    add_slurm_arguments(parser)
     a("--report", metavar="STUDY", help="report on a study instead of running trials")
     a("--html", metavar="FILE", help="with --report: the HTML file (default: ROOT/report.html)")
     # not `command`: cli.main reads args.command as the verb's name
     a("train_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the training command")
+
+
+def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("trials as Slurm jobs (docs/cluster.md)")
+    a = g.add_argument
+    a("--launcher", default="local", choices=("local", "slurm"),
+      help="run each trial here (default) or as a Slurm job (sbatch)")  # fmt: skip
+    a("--partition", metavar="P", help="the jobs' partition (default: the cluster's)")
+    a(
+        "--gpus-per-trial",
+        type=int,
+        metavar="N",
+        help="GPUs per job (N > 1: torchrun, one rank each)",
+    )
+    a("--cpus-per-trial", type=int, metavar="N", help="CPUs per job (default: the cluster's)")
+    a("--time", metavar="HH:MM:SS", help="time limit of each job (a job that hits it is retried)")
+    a("--max-parallel", type=int, metavar="K", help="trials queued or running at once (default: 4)")
+    a("--retries", type=int, metavar="R",
+      help="resubmissions of a preempted or failed job, from its checkpoint (default: 2)")  # fmt: skip
+    a("--slurm-arg", action="append", metavar="ARG",
+      help="another sbatch option, e.g. --slurm-arg=--account=abc (repeatable)")  # fmt: skip
+
+
+_SLURM_FLAGS = ("partition", "gpus_per_trial", "cpus_per_trial", "time", "max_parallel", "retries",
+                "slurm_arg")  # fmt: skip
+# Slurm's --time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
+_TIME_RE = r"(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})"
+
+
+def slurm_options(args: argparse.Namespace):
+    """The Slurm options of the command line, checked; None for the local launcher."""
+    import re
+
+    from hrm_doctor.errors import UserError
+
+    given = [f for f in _SLURM_FLAGS if getattr(args, f) is not None]
+    if args.launcher != "slurm":
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UserError(f"{flag}: only with --launcher slurm")
+        return None
+    from hrm_doctor.cluster.batch import SlurmOptions
+    from hrm_doctor.cluster.slurm import require_clients
+
+    require_clients("--launcher slurm")
+    for name in ("gpus_per_trial", "cpus_per_trial", "retries", "max_parallel"):
+        value, least = getattr(args, name), 1 if name in ("cpus_per_trial", "max_parallel") else 0
+        if value is not None and value < least:
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
+    if args.time is not None and not re.fullmatch(_TIME_RE, args.time):
+        raise UserError(f"--time {args.time}: not a Slurm time (HH:MM:SS, MM, D-HH:MM, ...)")
+    return SlurmOptions(
+        partition=args.partition,
+        gpus_per_trial=args.gpus_per_trial or 0,
+        cpus_per_trial=args.cpus_per_trial,
+        time=args.time,
+        retries=2 if args.retries is None else args.retries,
+        extra=tuple(args.slurm_arg or ()),
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -128,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     study_name = args.study or preset or "study"
     root = Path(args.root) if args.root else default_root(study_name)
     url = resolve_storage(args.storage, root)
+    slurm = slurm_options(args)
     settings = TuneSettings(
         command=command,
         space=space,
@@ -143,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         rules=args.rules,
         executable=executable,
+        slurm=slurm,
+        max_parallel=1 if slurm is None else args.max_parallel or 4,
     )
     if args.sampler == "grid":
         space.grid()  # fails early when the space is not all choices
@@ -151,9 +216,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"hrm-doctor tune: {text}", flush=True)
 
     say(f"study {study_name} in {redact(url)}; space: {space.source}; trials under {root}")
+    if slurm is not None:
+        say(
+            f"each trial a Slurm job, {settings.max_parallel} at once (scripts in {root / 'slurm'})"
+        )
 
     def body(stop) -> int:
         from hrm_doctor.tune.report import text_report
+
+        if slurm is not None:  # Ctrl-C too cancels the jobs (trials run in worker threads)
+            import signal
+
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
 
         study = run_study(settings, console=say, stop=stop)
         print(text_report(study, redact(url)))

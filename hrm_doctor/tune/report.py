@@ -83,6 +83,24 @@ def pruned_rows(study: Any) -> list[list[str]]:
     return rows
 
 
+def slurm_summary(study: Any) -> list[str]:
+    """One line on the Slurm jobs of a study run with `--launcher slurm` (none otherwise)."""
+    on_slurm = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("slurm_jobs")]
+    if not on_slurm:
+        return []
+    jobs = sum(len(t.user_attrs["slurm_jobs"]) for t in on_slurm)
+    requeues = sum(int(t.user_attrs.get("requeues") or 0) for t in on_slurm)
+    retries = sum(int(t.user_attrs.get("retries") or 0) for t in on_slurm)
+    cancelled = sum(
+        t.state.name == "PRUNED" and t.user_attrs.get("slurm_state") == "CANCELLED"
+        for t in on_slurm
+    )
+    return [
+        f"slurm: {jobs} jobs for {len(on_slurm)} trials; {requeues} requeued by Slurm, {retries} "
+        f"submitted again after a failure, {cancelled} cancelled by pruning"
+    ]
+
+
 def text_report(study: Any, storage_label: str) -> str:
     s = summary(study)
     c, st = s["counts"], s["steps"]
@@ -91,6 +109,7 @@ def text_report(study: Any, storage_label: str) -> str:
         f"complete, {c['PRUNED']} pruned, {c['FAIL']} failed, {c['RUNNING']} running; "
         f"{s['direction']} {s['metric']}",
         f"steps run: {sum(st.values())} in all, {st['PRUNED']} by pruned trials",
+        *slurm_summary(study),
         "",
     ]
     best = healthy_best(study)

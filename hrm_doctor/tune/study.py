@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class TuneSettings:
     seed: int | None = None
     rules: list[str] | None = None
     executable: str | None = None  # command[0] as found (the study records command as given)
+    slurm: Any = None  # hrm_doctor.cluster.batch.SlurmOptions: each trial a Slurm job
+    max_parallel: int = 1  # trials at once (Slurm jobs; local trials run one at a time)
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int | None) -> Any:
@@ -115,6 +118,11 @@ def run_study(s: TuneSettings, *, console: Any = print, stop: threading.Event | 
     storage = open_storage(s.storage_url)
     study = open_study(s, storage)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    launcher = None
+    if s.slurm is not None:
+        from hrm_doctor.cluster.batch import SlurmLauncher
+
+        launcher = SlurmLauncher(s.slurm, s.root / "slurm", s.study_name)
 
     def objective(trial: Any) -> float:
         params = s.space.suggest(trial)
@@ -129,18 +137,24 @@ def run_study(s: TuneSettings, *, console: Any = print, stop: threading.Event | 
             trial.report(value, step)
             return trial.should_prune()
 
-        launch = [s.executable or s.command[0], *s.command[1:]]
-        cmd = trial_command(launch, overrides, run_dir, s.budget_steps)
+        program = [s.executable or s.command[0], *s.command[1:]]
+        cmd = trial_command(program, overrides, run_dir, s.budget_steps)
+        how = {}
+        if launcher is not None:
+            how["launch"] = partial(launcher.launch, run_dir=run_dir, trial=trial.number)
         out = run_trial(
             cmd, run_dir, log_path, rule_set, metric=s.metric, prune_on=s.prune_on,
-            on_eval=on_eval, stop=stop,
+            on_eval=on_eval, stop=stop, **how,
         )  # fmt: skip
+        for key, value in out.launch.items():
+            trial.set_user_attr(key, value)
         trial.set_user_attr("steps_run", out.steps_run)
         trial.set_user_attr("wall_s", round(out.wall_s, 2))
         trial.set_user_attr("health", out.health)
         trial.set_user_attr("findings", out.findings)
         trial.set_user_attr("exit_code", out.exit_code)
-        head = f"trial {trial.number} [{worker}] {' '.join(overrides)}"
+        where = f"job {out.launch['slurm_jobs'][-1]}" if "slurm_jobs" in out.launch else worker
+        head = f"trial {trial.number} [{where}] {' '.join(overrides)}"
         if out.status == "pruned":
             trial.set_user_attr("pruned_by", out.pruned_by)
             if out.finding is not None:
@@ -149,7 +163,10 @@ def run_study(s: TuneSettings, *, console: Any = print, stop: threading.Event | 
                 why = f"{f['id']} ({f['severity']} {f['category']}): {f['message']}"
             else:
                 why = "Optuna's pruner (below the median at this eval)"
-            console(f"{head} -> pruned at step {out.steps_run} ({out.wall_s:.1f} s) by {why}")
+            cancelled = f"; job {out.launch['slurm_jobs'][-1]} cancelled" if where != worker else ""
+            console(
+                f"{head} -> pruned at step {out.steps_run} ({out.wall_s:.1f} s) by {why}{cancelled}"
+            )
             raise optuna.TrialPruned(why)
         if out.status == "failed":
             trial.set_user_attr("error", out.error)
@@ -169,11 +186,15 @@ def run_study(s: TuneSettings, *, console: Any = print, stop: threading.Event | 
             study.stop()
 
     fatal: list[str] = []
-    if len(study.get_trials(deepcopy=False)) < s.trials:
-        study.optimize(
-            objective, n_trials=s.trials, callbacks=[enough], catch=(TrialError,),
-            gc_after_trial=False,
-        )  # fmt: skip
+    try:
+        if len(study.get_trials(deepcopy=False)) < s.trials:
+            study.optimize(
+                objective, n_trials=s.trials, callbacks=[enough], catch=(TrialError,),
+                gc_after_trial=False, n_jobs=max(1, s.max_parallel),
+            )  # fmt: skip
+    finally:
+        if launcher is not None and launcher.cancel_all():
+            console("cancelled the Slurm jobs of the trials still running")
     if fatal:
         raise UserError(fatal[0])
     return study

@@ -32,6 +32,7 @@ class TrialOutcome:
     findings: list[str] = field(default_factory=list)  # ids
     evals: list[tuple[int, float]] = field(default_factory=list)
     exit_code: int | None = None
+    launch: dict[str, Any] = field(default_factory=dict)  # the launcher's record (Slurm jobs)
     wall_s: float = 0.0
     error: str | None = None
     fatal: bool = False  # every trial of the study would fail the same way: stop the study
@@ -64,6 +65,12 @@ def trial_command(
     return with_overrides(command, extra)
 
 
+def launch_local(command: list[str], log_path: Path) -> TrainerProcess:
+    """The trainer as a child process of this one, its output appended to `log_path`."""
+    with open(log_path, "ab") as log:
+        return TrainerProcess(command, log=log)
+
+
 def run_trial(
     command: list[str],
     run_dir: Path,
@@ -76,11 +83,14 @@ def run_trial(
     stop: threading.Event | None = None,
     poll_s: float = 0.25,
     stop_grace_s: float = 10.0,
+    launch: Callable[[list[str], Path], Any] = launch_local,
 ) -> TrialOutcome:
     """Run `command` (which already names `run_dir`) to its end or until it is pruned.
 
     `on_eval(step, value)` is called at each new value of an `eval/*` metric (or at the end for
     a train metric) and returns True when Optuna's own pruner wants the trial stopped.
+    `launch(command, log_path)` starts the trainer: a local process, or a Slurm job
+    (`hrm_doctor.cluster.batch`); either is stopped the same way.
     """
     from hrm_doctor.telemetry import RunReader
     from hrm_doctor.watch.monitor import RunMonitor
@@ -91,8 +101,7 @@ def run_trial(
     tail: list[float] = []
     t0 = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        trainer = TrainerProcess(command, log=log)
+    trainer = launch(command, log_path)
 
     def stop_trainer(finding_id: str | None = None) -> None:
         trainer.stop(stop_grace_s, request_in=run_dir, finding_id=finding_id)
@@ -167,12 +176,13 @@ def run_trial(
         if monitor is not None:
             monitor.close()
     out.exit_code = trainer.returncode
+    out.launch = trainer.attributes()
     out.wall_s = time.monotonic() - t0
     if out.status != "complete":
         return out
     if out.exit_code != 0:
         out.status = "failed"
-        out.error = f"hrm-train exited with {out.exit_code} (log: {log_path})"
+        out.error = f"{Path(command[0]).name} {trainer.exit_reason()} (log: {log_path})"
     elif is_eval and out.evals:
         out.value = out.evals[-1][1]  # the metric at the budget
     elif not is_eval and tail:

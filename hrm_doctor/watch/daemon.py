@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hrm_doctor.cluster.mounts import network_fs
 from hrm_doctor.interop.follow import open_follower
 from hrm_doctor.rundir import find_runs
 from hrm_doctor.watch.lock import RunLocked
@@ -73,6 +74,12 @@ class Daemon:
             )
             self.target = self.follower.run_dir
             poll = True
+        if not poll and (fstype := network_fs(self.target)) is not None:
+            poll = True  # another node's writes send no file event here (a Slurm job's ranks)
+            console.note(
+                f"{self.target} is on {fstype}, a network file system whose writes from other "
+                "nodes send no file events: polling instead"
+            )
         self.rule_set = rule_set
         self.console = console
         self.source = ChangeSource(self.target, poll=poll, tick_s=tick_s)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from hrm_doctor.control import write_stop_request
 from hrm_doctor.rundir import is_run_dir
@@ -28,6 +28,13 @@ class TrainerProcess:
 
     def running(self) -> bool:
         return self.proc.poll() is None
+
+    def exit_reason(self) -> str:
+        return f"exited with {self.proc.poll()}"
+
+    def attributes(self) -> dict[str, Any]:
+        """What a trial records about its launch: nothing more for a local process."""
+        return {}
 
     def stop(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,10 @@ class Supervisor:
         console: Any,
         max_restarts: int = 3,
         stop_timeout_s: float = 30.0,
+        launch: Callable[[list[str]], TrainerProcess] = TrainerProcess,
     ) -> None:
         self.command = list(command)
+        self.launch = launch  # a local process, or a Slurm job step (hrm_doctor.cluster.step)
         given = run_dir_of(self.command)
         if given is None:
             given = f"runs/run-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -76,7 +79,7 @@ class Supervisor:
     def _launch(self, extra: list[str]) -> None:
         cmd = with_overrides(self.command, extra)
         self.console.note("launching: " + " ".join(cmd))
-        self.trainer = TrainerProcess(cmd)
+        self.trainer = self.launch(cmd)
 
     def _stop_trainer(self) -> None:
         if self.trainer is not None:
