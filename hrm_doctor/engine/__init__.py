@@ -8,7 +8,7 @@
 Modules: `schema` (the pack format), `yamlpos` (YAML with positions), `expr` (the expression
 language), `packs` (loading and patching packs), `detectors` (the registry), `episodes`
 (for / keep-firing / repeat), `rows` (one rank's rows, guards), `context` (config, task and
-recipe names), `engine` (`RuleEngine`), `finding` (`Finding`), `suggest` (overrides and
+recipe names), `active` (a rule applied to one run), `engine` (`RuleEngine`), `finding` (`Finding`), `suggest` (overrides and
 messages). Beside the engine, not in it: `hrm_doctor.diagnosis` (`diagnose` -> `Report`),
 `hrm_doctor.render` (explain's formats), `hrm_doctor.ruletest` (rule unit tests) and
 `hrm_doctor.synth` (synthetic HRM runs).

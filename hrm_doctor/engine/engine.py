@@ -11,109 +11,23 @@ from __future__ import annotations
 import fnmatch
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hrm_doctor.engine import expr as ex
+from hrm_doctor.engine.active import Across, ActiveRule, Series, Skip, missing_reason
 from hrm_doctor.engine.context import RunContext
-from hrm_doctor.engine.detectors import REGISTRY, Detector
+from hrm_doctor.engine.detectors import Detector
 from hrm_doctor.engine.detectors.base import json_number
-from hrm_doctor.engine.episodes import EpisodeBook, RunEvent, SeriesState, resolve, scan_runs
-from hrm_doctor.engine.finding import Finding, Note, Suggestion, sort_key
-from hrm_doctor.engine.packs import LoadedRule, RuleSet
+from hrm_doctor.engine.episodes import RunEvent, resolve, scan_runs
+from hrm_doctor.engine.finding import Finding, Note, sort_key
+from hrm_doctor.engine.packs import RuleSet
 from hrm_doctor.engine.rows import Guard, RankRows
-from hrm_doctor.engine.suggest import build_suggestion, render_template
+from hrm_doctor.engine.suggest import render_template
 
 _EVAL_SECONDS = "eval/*/seconds"
-
-
-class _Skip(Exception):
-    """A rule that cannot apply to this run (missing config key, condition false)."""
-
-    def __init__(self, reason: str, quiet: bool = False) -> None:
-        super().__init__(reason)
-        self.quiet = quiet
-
-
-@dataclass
-class _Series:
-    """One rule applied to one metric (or value expression) of one rank."""
-
-    detector: Detector
-    state: SeriesState = field(default_factory=SeriesState)
-    last_step: int = -1
-    aux_last: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Across:
-    """One across-ranks rule applied to one metric: steps wait until every rank has passed."""
-
-    detector: Detector
-    pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # steps, ranks, values
-    state: SeriesState = field(default_factory=SeriesState)
-
-
-class _ActiveRule:
-    """A rule that applies to this run, with its detectors per metric and rank."""
-
-    def __init__(self, loaded: LoadedRule, ctx: RunContext) -> None:
-        spec = loaded.spec
-        self.loaded, self.spec, self.ctx = loaded, spec, ctx
-        self.cls = REGISTRY[spec.detector.type]
-        self.params = self.cls.Params.model_validate(dict(spec.detector.model_extra or {}))
-        for cond in spec.when:
-            try:
-                ok = ex.parse(cond).evaluate(ctx.lookup)
-            except ex.MissingName as exc:
-                raise _Skip(f"{_missing(exc.name, ctx)} (needed by: {cond})") from None
-            if not ok:
-                raise _Skip(f"does not apply: {cond} is false", quiet=True)
-        # Resolve parameter expressions now: a missing config key skips the rule.
-        self.aux = self.make_detector().aux_metrics()
-        self.guards: dict[int, Guard] = {}
-        self.value = ex.parse(spec.value) if spec.value else None
-        for n in self.value.names if self.value else ():
-            try:
-                ctx.lookup(n)
-            except ex.MissingName:
-                raise _Skip(f"{_missing(n, ctx)} (needed by the value)") from None
-        self.guard_expr = ex.parse(spec.guard.expr) if spec.guard else None
-        self.suggestion: Suggestion = build_suggestion(spec.suggestion, ctx)
-        self.series: dict[tuple[str, int], _Series] = {}
-        self.across: dict[str, _Across] = {}
-        self.book = EpisodeBook()
-        self.patterns = list(spec.metrics)
-        self.patterns_key = tuple(spec.metrics)
-        self.bound: list[str] = []  # metric labels in binding order
-
-    def make_detector(self) -> Detector:
-        return self.cls(self.params, self._resolve)
-
-    def _resolve(self, text: str) -> Any:
-        """A parameter's config expression, against this run (the same for each series)."""
-        cache = self.__dict__.setdefault("_resolved", {})
-        if text not in cache:
-            try:
-                cache[text] = ex.parse(text).evaluate(self.ctx.lookup)
-            except ex.MissingName as exc:
-                raise _Skip(f"{_missing(exc.name, self.ctx)} (needed by the detector)") from None
-        return cache[text]
-
-    def needed_metrics(self) -> set[str]:
-        out = set(self.value.metrics) if self.value else set()
-        out |= set(self.aux)
-        if self.guard_expr is not None and self.spec.guard.missing == "block":
-            out |= set(self.guard_expr.metrics)
-        return out
-
-    def key_of(self, ev: RunEvent) -> tuple:
-        if self.spec.scope == "per_rank":
-            return (ev.metric, ev.rank)
-        return (ev.metric,)
 
 
 class RuleEngine:
@@ -143,21 +57,21 @@ class RuleEngine:
         self.world_size = ws
         self.known_ids = set(known_ids)
         self.notes: list[Note] = []
-        self.rules: list[_ActiveRule] = []
+        self.rules: list[ActiveRule] = []
         self.inactive: dict[str, str] = {}  # rule id -> why it does not apply
         for loaded in rule_set.rules:
             if not loaded.spec.enabled:
                 self.inactive[loaded.spec.id] = "disabled"
                 continue
             try:
-                self.rules.append(_ActiveRule(loaded, self.ctx))
-            except _Skip as exc:
+                self.rules.append(ActiveRule(loaded, self.ctx))
+            except Skip as exc:
                 self.inactive[loaded.spec.id] = str(exc)
                 if not exc.quiet:
                     self.notes.append(Note(loaded.spec.id, loaded.pack, f"skipped: {exc}"))
         self.emitted: list[Finding] = []
         self._by_id: dict[str, Finding] = {}
-        self._episode_of: dict[str, tuple[_ActiveRule, tuple]] = {}
+        self._episode_of: dict[str, tuple[ActiveRule, tuple]] = {}
         self._columns: set[str] = set()
         self._rank_max: dict[int, int] = {}
         self._rank_steps: dict[int, int] = {}
@@ -315,7 +229,7 @@ class RuleEngine:
                     Note(
                         rule.spec.id,
                         rule.loaded.pack,
-                        f"skipped: {_missing(exc.name, self.ctx)}",
+                        f"skipped: {missing_reason(exc.name, self.ctx)}",
                     )
                 )
                 continue
@@ -324,7 +238,7 @@ class RuleEngine:
                 out += self._emit(rule, 0, 0, None, None, ev, key=("config",))
         return out
 
-    def _config_evidence(self, rule: _ActiveRule) -> dict[str, Any]:
+    def _config_evidence(self, rule: ActiveRule) -> dict[str, Any]:
         names = set(ex.parse(rule.params.check).names)
         for cond in rule.spec.when:
             names |= set(ex.parse(cond).names)
@@ -361,7 +275,7 @@ class RuleEngine:
                     if len(v):
                         self._longest_eval_s = max(self._longest_eval_s, float(v.max()))
 
-    def _feed_series(self, rule: _ActiveRule, per_rank: dict[int, RankRows]) -> list[Finding]:
+    def _feed_series(self, rule: ActiveRule, per_rank: dict[int, RankRows]) -> list[Finding]:
         if not rule.bound:
             return []
         events: list[RunEvent] = []
@@ -393,7 +307,7 @@ class RuleEngine:
                 if len(s) == 0 and not any(len(a[0]) for a in aux.values()):
                     continue
                 if ser is None:
-                    ser = rule.series[key] = _Series(rule.make_detector())
+                    ser = rule.series[key] = Series(rule.make_detector())
                 for m, (a_s, _) in aux.items():
                     if len(a_s):
                         ser.aux_last[m] = int(a_s[-1])
@@ -412,7 +326,7 @@ class RuleEngine:
         return self._decide(rule, events)
 
     def _value_samples(
-        self, rule: _ActiveRule, rr: RankRows, after: int
+        self, rule: ActiveRule, rr: RankRows, after: int
     ) -> tuple[np.ndarray, np.ndarray]:
         cols = {}
         sel = rr.steps > after
@@ -435,7 +349,7 @@ class RuleEngine:
         return s, v
 
     def _feed_across(
-        self, rule: _ActiveRule, per_rank: dict[int, RankRows], final: bool
+        self, rule: ActiveRule, per_rank: dict[int, RankRows], final: bool
     ) -> list[Finding]:
         if self.world_size < 2:
             return []
@@ -445,7 +359,7 @@ class RuleEngine:
         for label in rule.bound:
             acc = rule.across.get(label)
             if acc is None:
-                acc = rule.across[label] = _Across(rule.make_detector())
+                acc = rule.across[label] = Across(rule.make_detector())
             parts = [acc.pending] if acc.pending is not None else []
             for r, rr in per_rank.items():
                 col = rr.column(label)
@@ -475,7 +389,7 @@ class RuleEngine:
             acc.detector.release()
         return self._decide(rule, events)
 
-    def _decide(self, rule: _ActiveRule, events: list[RunEvent]) -> list[Finding]:
+    def _decide(self, rule: ActiveRule, events: list[RunEvent]) -> list[Finding]:
         if not events:
             return []
         rp = rule.spec.repeat
@@ -537,15 +451,6 @@ class RuleEngine:
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     """A metric name against a rule's globs (cached: every run of a sweep has the same names)."""
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _missing(name: str, ctx: RunContext) -> str:
-    """Why a name does not resolve, in words."""
-    if name.startswith(("recipe.", "fit.")):
-        return f"no recipe for this run (its config has none and its task is {ctx.task})"
-    if name.startswith("meta."):
-        return f"the run's metadata has no {name[5:]!r}"
-    return f"config key {name!r} is missing"
 
 
 def _snapshot(det: Detector, e: RunEvent) -> dict[str, Any]:

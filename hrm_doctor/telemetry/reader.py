@@ -14,7 +14,6 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,96 +25,14 @@ from hrm_doctor.errors import NotARunDirectory, RunNotFound
 from hrm_doctor.rundir import CONFIG_FILE, META_FILE, TELEMETRY_DIR
 from hrm_doctor.telemetry import schema, stream
 from hrm_doctor.telemetry.assemble import assemble
-
-
-@dataclass(slots=True)
-class _Block:
-    """Scalar rows of one key set, decoded from one frame."""
-
-    rank: int
-    session: int
-    steps: np.ndarray  # int64 [n]
-    times: np.ndarray  # float64 [n]
-    keys: tuple[str, ...]
-    values: np.ndarray  # float32 [n, k]
-
-
-# Small frames are joined into blocks of about this many rows; a frame this big stays alone (no
-# copy: joining large frames would only add a pass over the data).
-_JOIN_ROWS = 4096
-
-
-class _Run:
-    """Scalar frames of one key set read in a row, joined into one block when the run ends."""
-
-    __slots__ = ("keys", "rows", "steps", "times", "values")
-
-    def __init__(self) -> None:
-        self.keys: tuple[str, ...] | None = None
-        self.rows = 0
-        self.steps: list[np.ndarray] = []
-        self.times: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []
-
-    def add(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
-        self.rows += len(steps)
-        self.steps.append(steps)
-        self.times.append(times)
-        self.values.append(values)
-
-    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if len(self.steps) == 1:
-            out = (self.steps[0], self.times[0], self.values[0])
-        else:
-            out = (
-                np.concatenate(self.steps),
-                np.concatenate(self.times),
-                np.concatenate(self.values),
-            )
-        self.steps, self.times, self.values = [], [], []
-        self.rows = 0
-        return out
-
-
-@dataclass(slots=True)
-class _TensorBlock:
-    rank: int
-    session: int
-    name: str
-    steps: np.ndarray
-    arrays: list[np.ndarray]
-
-
-@dataclass(slots=True)
-class _Session:
-    rank: int
-    session: int
-    header: dict[str, Any] = field(default_factory=dict)
-    end: dict[str, Any] | None = None
-    first_step: int | None = None
-    last_step: int | None = None
-    last_time: float | None = None
-
-    @property
-    def branch_step(self) -> int | None:
-        """The step from which this session supersedes the rank's earlier sessions."""
-        candidates = [
-            s for s in (self.header.get("resume_from_step"), self.first_step) if s is not None
-        ]
-        return min(candidates) if candidates else None
-
-
-@dataclass(slots=True)
-class _Segment:
-    path: Path
-    rank: int
-    session: int
-    part: int
-    offset: int = 0
-    size_seen: int = -1
-    keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    tensors: dict[int, str] = field(default_factory=dict)
-    bad_at: int | None = None  # offset of a frame that is complete on disk but fails to decode
+from hrm_doctor.telemetry.segments import (
+    JOIN_ROWS,
+    Block,
+    ScalarRun,
+    Segment,
+    Session,
+    TensorBlock,
+)
 
 
 class RunReader:
@@ -135,10 +52,10 @@ class RunReader:
         self._tdir = self.run_dir / TELEMETRY_DIR
         if not self._tdir.is_dir() and not (self.run_dir / META_FILE).exists():
             raise RunNotFound(f"{self.run_dir}: not a run directory (no telemetry/ or meta.json)")
-        self._segments: dict[str, _Segment] = {}
-        self._sessions: dict[tuple[int, int], _Session] = {}
-        self._blocks: list[_Block] = []
-        self._tensor_blocks: list[_TensorBlock] = []
+        self._segments: dict[str, Segment] = {}
+        self._sessions: dict[tuple[int, int], Session] = {}
+        self._blocks: list[Block] = []
+        self._tensor_blocks: list[TensorBlock] = []
         self._polled_blocks = 0
         self._returned_max: dict[int, int] = {}  # rank -> largest step returned by poll
         self._polled_sessions: dict[int, int] = {}  # rank -> newest session poll has seen
@@ -159,11 +76,11 @@ class RunReader:
                 if not m:
                     continue
                 rank, session, part = (int(g) for g in m.groups())
-                seg = self._segments[name] = _Segment(self._tdir / name, rank, session, part)
+                seg = self._segments[name] = Segment(self._tdir / name, rank, session, part)
             grew |= self._read_segment(seg)
         return grew
 
-    def _read_segment(self, seg: _Segment) -> bool:
+    def _read_segment(self, seg: Segment) -> bool:
         try:
             size = os.stat(seg.path).st_size
         except FileNotFoundError:
@@ -180,17 +97,17 @@ class RunReader:
         before = len(self._blocks) + len(self._tensor_blocks)
         sess = self._sessions.get((seg.rank, seg.session))
         if sess is None:
-            sess = self._sessions[(seg.rank, seg.session)] = _Session(seg.rank, seg.session)
+            sess = self._sessions[(seg.rank, seg.session)] = Session(seg.rank, seg.session)
         # Consecutive frames of one key set become one block: a slow run flushes a row or two
         # per frame, and per-block work (not per-frame decoding) is what would dominate a read.
-        run = _Run()
+        run = ScalarRun()
         end = 0
         try:
             for frame in schema.decode_frames(buf):
                 if frame.kind == schema.KIND_SCALARS:
                     kid, steps, times, values = schema.decode_scalars(frame.payload, seg.keys)
                     if len(steps):
-                        if run.keys is not seg.keys[kid] or run.rows >= _JOIN_ROWS:
+                        if run.keys is not seg.keys[kid] or run.rows >= JOIN_ROWS:
                             self._close_run(run, seg, sess)
                             run.keys = seg.keys[kid]
                         run.add(steps, times, values)
@@ -203,15 +120,15 @@ class RunReader:
         seg.offset += end
         return len(self._blocks) + len(self._tensor_blocks) > before
 
-    def _close_run(self, run: _Run, seg: _Segment, sess: _Session) -> None:
+    def _close_run(self, run: ScalarRun, seg: Segment, sess: Session) -> None:
         if run.keys is None or not run.steps:
             return
         steps, times, values = run.take()
-        self._blocks.append(_Block(seg.rank, seg.session, steps, times, run.keys, values))
+        self._blocks.append(Block(seg.rank, seg.session, steps, times, run.keys, values))
         self._note_steps(sess, steps, times)
 
     def _apply_frame(
-        self, seg: _Segment, sess: _Session, frame: schema.Frame, keep_tensors: bool = True
+        self, seg: Segment, sess: Session, frame: schema.Frame, keep_tensors: bool = True
     ) -> None:
         kind = frame.kind
         if kind == schema.KIND_TENSOR:
@@ -219,7 +136,7 @@ class RunReader:
             if len(steps):
                 if keep_tensors:
                     self._tensor_blocks.append(
-                        _TensorBlock(seg.rank, seg.session, seg.tensors[tid], steps, arrays)
+                        TensorBlock(seg.rank, seg.session, seg.tensors[tid], steps, arrays)
                     )
                 self._note_steps(sess, steps, None)
         elif kind == schema.KIND_KEYS:
@@ -234,7 +151,7 @@ class RunReader:
             sess.end = schema.decode_json(frame.payload)
 
     @staticmethod
-    def _note_steps(sess: _Session, steps: np.ndarray, times: np.ndarray | None) -> None:
+    def _note_steps(sess: Session, steps: np.ndarray, times: np.ndarray | None) -> None:
         lo, hi = int(steps.min()), int(steps.max())
         sess.first_step = lo if sess.first_step is None else min(sess.first_step, lo)
         sess.last_step = hi if sess.last_step is None else max(sess.last_step, hi)
@@ -245,7 +162,7 @@ class RunReader:
     def _cutoffs(self) -> dict[tuple[int, int], int]:
         """(rank, session) -> first step superseded by a later session of the same rank."""
         cut: dict[tuple[int, int], int] = {}
-        by_rank: dict[int, list[_Session]] = {}
+        by_rank: dict[int, list[Session]] = {}
         for s in self._sessions.values():
             by_rank.setdefault(s.rank, []).append(s)
         for sessions in by_rank.values():
@@ -365,7 +282,7 @@ class RunReader:
                     m = (steps >= lo) & (steps <= hi)
                     if not m.all():
                         steps, times, values = steps[m], times[m], values[m]
-                    blocks.append(_Block(seg.rank, seg.session, steps, times, keys, values))
+                    blocks.append(Block(seg.rank, seg.session, steps, times, keys, values))
             box = [assemble(blocks, cut, metrics, with_mask, with_time, None)]
             del blocks
             df = box[0][0] if with_mask else box[0]
@@ -404,10 +321,10 @@ class RunReader:
             if not m:
                 continue
             rank, session, part = (int(g) for g in m.groups())
-            seg = self._segments[name] = _Segment(self._tdir / name, rank, session, part)
+            seg = self._segments[name] = Segment(self._tdir / name, rank, session, part)
             sess = self._sessions.get((rank, session))
             if sess is None:
-                sess = self._sessions[(rank, session)] = _Session(rank, session)
+                sess = self._sessions[(rank, session)] = Session(rank, session)
             size = stream.file_size(seg.path)
             seg.size_seen = size
 
@@ -535,7 +452,7 @@ class RunReader:
         return total
 
     @staticmethod
-    def _session_status(s: _Session) -> str:
+    def _session_status(s: Session) -> str:
         if s.end is not None:
             return str(s.end.get("status", "finished"))
         pid, host = s.header.get("pid"), s.header.get("host")
@@ -555,7 +472,7 @@ class RunReader:
         self._refresh()
         if not self._sessions:
             return "empty"
-        newest: dict[int, _Session] = {}
+        newest: dict[int, Session] = {}
         for s in self._sessions.values():
             if s.rank not in newest or s.session > newest[s.rank].session:
                 newest[s.rank] = s

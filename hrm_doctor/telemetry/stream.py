@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ GROUP_BYTES = 4 << 20
 class _Group:
     """Consecutive scalar frames of one segment: where they are and which steps they hold."""
 
-    seg: object  # the reader's _Segment
+    seg: Any  # the reader's Segment
     start: int  # byte offset of the first frame
     end: int  # byte offset just past the last frame
     lo: int  # smallest step
