@@ -100,12 +100,10 @@ CASES: tuple[Case, ...] = (
          ("halting",), "Exploration off: Q-learning never sees longer thinking pay off, halting "
          "collapses to the first step (HRM issue threads on ACT always halting at 1)."),
     Case("halt-max-1", "experiment=smoke", ("arch.halt_max_steps=1",),
-         ("halting",), "halt_max_steps=1: ACT has nothing to decide; every sequence runs to "
-         "the maximum."),
-    Case("cycles-frozen", "experiment=smoke", ("arch.L_cycles=8", "arch.H_cycles=4", "lr=3e-3"),
-         ("hierarchy", "vanishing", "halting", "explosion", "q_divergence"),
-         "Too many cycles for the width: the carry settles into a fixed point and stops moving "
-         "(or oscillates), and the one-step gradient starves."),
+         ("halting",), "halt_max_steps=1: ACT has nothing to decide; one segment per puzzle."),
+    Case("lr-too-low", "experiment=smoke", ("lr=1e-6",), ("plateau", "vanishing"),
+         "A fine-tuning lr (1e-6) left in a from-scratch run: the loss barely moves and the run "
+         "looks merely slow."),
     Case("batch-too-small", "experiment=smoke", ("global_batch_size=4",),
          ("loss_spike", "explosion", "q_divergence", "halting", "plateau"),
          "The recipe's lr kept with a 16x smaller batch (one GPU, no lr rescale): noisy "
@@ -120,8 +118,16 @@ CASES: tuple[Case, ...] = (
          "tokens to count.", data=ignore_all_labels, heal=False, ci=True),
     Case("maze-lr-no-warmup", "experiment=smoke_maze", ("lr=0.03", "lr_warmup_steps=0"),
          ("explosion",), "The Sudoku lesson on mazes: a high lr without warmup."),
+    Case("maze-weight-decay-huge", "experiment=smoke_maze", ("weight_decay=50",),
+         ("vanishing", "plateau"), "Decay meant for another optimizer, on mazes."),
     Case("maze-no-exploration", "experiment=smoke_maze", ("arch.halt_exploration_prob=0",),
          ("halting",), "Exploration off on mazes, where longer thinking matters most."),
+    Case("maze-lr-too-low", "experiment=smoke_maze", ("lr=1e-6",), ("plateau", "vanishing"),
+         "A fine-tuning lr on a from-scratch maze run."),
+    Case("maze-labels-shuffled", "experiment=smoke_maze", (),
+         ("plateau", "vanishing", "data", "halting", "q_divergence"),
+         "Maze paths paired with the wrong mazes by a converter bug.", data=shuffle_labels,
+         heal=False),
 )  # fmt: skip
 
 
@@ -181,6 +187,7 @@ class Outcome:
     found: dict | None = None  # the first finding of an expected category
     first_findings: list[str] = field(default_factory=list)  # what the doctor said first
     caught: bool = False
+    manifest: bool | None = None  # the sick run is below 90 % of the healthy one (or not finite)
     healed: bool | None = None
     healthy_acc: float | None = None
     sick_acc: float | None = None
@@ -288,9 +295,11 @@ class Casebook:
                                                "last_step", "metric", "message")}  # fmt: skip
             out.found["made_at"] = found["evidence"].get("step", found["last_step"])
             out.picture = picture(sick, found, self.img / f"{case.name}.png", case.name)
-        if heal and case.heal:
-            healthy_run, healthy_acc = self.healthy(case.preset, self.seed)
-            out.healthy_acc = healthy_acc
+        healthy_run, healthy_acc = self.healthy(case.preset, self.seed)
+        out.healthy_acc = healthy_acc
+        if healthy_acc is not None:
+            out.manifest = out.sick_acc is None or out.sick_acc < HEAL_SHARE * healthy_acc
+        if heal and case.heal and out.manifest is not False:
             cured = self.root / "cured" / case.name
             shutil.rmtree(cured, ignore_errors=True)
             cured.parent.mkdir(parents=True, exist_ok=True)
@@ -344,9 +353,16 @@ def _steps_run(run_dir: Path) -> int:
 # ---- the report ----------------------------------------------------------------------------------
 
 
+def tally(outcomes: list[Outcome]) -> tuple[int, int, int, int]:
+    """(caught, sick cases, healed, sick cases healed or not): a knob that did not make the run
+    sick is not counted."""
+    sick = [o for o in outcomes if o.manifest is not False]
+    healed = [o for o in sick if o.healed is not None]
+    return sum(o.caught for o in sick), len(sick), sum(o.healed for o in healed), len(healed)
+
+
 def write_markdown(path: Path, outcomes: list[Outcome], healthy: list[dict], meta: dict) -> None:
-    caught = sum(o.caught for o in outcomes)
-    healed = [o for o in outcomes if o.healed is not None]
+    caught, n_sick, healed, n_heal = tally(outcomes)
     lines = [
         "# The casebook",
         "",
@@ -356,13 +372,15 @@ def write_markdown(path: Path, outcomes: list[Outcome], healthy: list[dict], met
         "A case is caught when the doctor's findings from the run's own telemetry (not a config",
         "check) include the expected category at warning or worse; healed when the supervised run",
         f"ends with no live critical finding and at least {HEAL_SHARE:.0%} of a healthy run's final",
-        "eval token accuracy on the same seed and budget.",
+        "eval token accuracy on the same seed and budget. A case is sick when its unsupervised run",
+        f"ends below {HEAL_SHARE:.0%} of the healthy run's accuracy (or with no finite one): knobs",
+        "that did not make the CPU-scale run sick are shown (sick: no) and not counted.",
         "",
-        f"**Recall: {caught}/{len(outcomes)}** with the right category. "
-        f"**Heal rate: {sum(o.healed for o in healed)}/{len(healed)}**.",
+        f"**Recall: {caught}/{n_sick}** sick cases with the right category. "
+        f"**Heal rate: {healed}/{n_heal}**.",
         "",
-        "| case | preset | knob | expected | first finding (made at step) | healed | eval acc (healthy / sick / cured) | cure |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | preset | knob | expected | first finding (made at step) | sick | healed | eval acc (healthy / sick / cured) | cure |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         f = o.found
@@ -379,13 +397,14 @@ def write_markdown(path: Path, outcomes: list[Outcome], healthy: list[dict], met
             c = o.cure
             cure = f"{c['restarts']} restart(s), {len(c['patches_applied'])} hot patch(es), {c['steps_run']} steps, {c['seconds']:.0f} s"
         heal = {None: "n/a", True: "yes", False: "**no**"}[o.healed]
+        sick = {None: "?", True: "yes", False: "**no**"}[o.manifest]
         pic = (
             f" [picture]({Path(o.picture).relative_to('docs') if o.picture and o.picture.startswith('docs/') else o.picture})"
             if o.picture
             else ""
         )
         lines.append(
-            f"| {o.case}{pic} | {o.preset} | `{o.knob}` | {', '.join(o.expect)} | {first} | {heal} | {acc} | {cure} |"
+            f"| {o.case}{pic} | {o.preset} | `{o.knob}` | {', '.join(o.expect)} | {first} | {sick} | {heal} | {acc} | {cure} |"
         )
     lines += [
         "",
@@ -433,7 +452,7 @@ def main() -> int:
         f = o.found
         print(f"{case.name:<22} {'caught' if o.caught else 'MISSED':<7} "
               f"{(f['id'] + ' ' + f['severity'] + ' made at ' + str(f['made_at'])) if f else ', '.join(o.first_findings)}"
-              f" | healed={o.healed} acc healthy/sick/cured={o.healthy_acc}/{o.sick_acc}/{o.cured_acc} "
+              f" | sick={o.manifest} healed={o.healed} acc healthy/sick/cured={o.healthy_acc}/{o.sick_acc}/{o.cured_acc} "
               f"{o.cure} ({o.seconds:.0f} s)", flush=True)  # fmt: skip
     healthy = []
     if not args.no_healthy:
@@ -448,16 +467,34 @@ def main() -> int:
         "machine": f"{os.cpu_count()} CPUs",
         "minutes": minutes,
     }
+    json_path = args.json or args.root / "casebook.json"
+    outcomes, healthy = merge_earlier(json_path, outcomes, healthy)
     result = {"meta": meta, "cases": [asdict(o) for o in outcomes], "healthy": healthy}
-    (args.json or args.root / "casebook.json").write_text(json.dumps(result, indent=1))
+    json_path.write_text(json.dumps(result, indent=1))
     if args.md:
         write_markdown(args.md, outcomes, healthy, meta)
-    caught = sum(o.caught for o in outcomes)
-    healed = [o for o in outcomes if o.healed is not None]
-    print(f"recall {caught}/{len(outcomes)}; heal rate {sum(o.healed for o in healed)}/{len(healed)}; "
+    caught, n_sick, healed, n_heal = tally(outcomes)
+    print(f"recall {caught}/{n_sick}; heal rate {healed}/{n_heal}; "
           f"healthy runs with a warning or worse: {sum(bool(h['warnings_or_worse']) for h in healthy)}/{len(healthy)}; "
           f"{minutes:.1f} min")  # fmt: skip
     return 0
+
+
+def merge_earlier(
+    path: Path, outcomes: list[Outcome], healthy: list[dict]
+) -> tuple[list[Outcome], list[dict]]:
+    """This run's outcomes over an earlier run's (same file), in the order of CASES: re-running
+    a few cases keeps the others' results in the report."""
+    if not path.exists():
+        return outcomes, healthy
+    earlier = json.loads(path.read_text())
+    by_name = {d["case"]: Outcome(**d) for d in earlier.get("cases", [])}
+    by_name.update({o.case: o for o in outcomes})
+    order = [c.name for c in CASES]
+    merged = [by_name[n] for n in order if n in by_name]
+    runs = {(h["preset"], h["seed"]): h for h in earlier.get("healthy", [])}
+    runs.update({(h["preset"], h["seed"]): h for h in healthy})
+    return merged, sorted(runs.values(), key=lambda h: (h["preset"], h["seed"]))
 
 
 def _at_gpu_scale(case: Case) -> Case:

@@ -37,6 +37,9 @@ def book(tmp_path_factory):
 def test_a_sick_run_is_caught_and_its_cure_leaves_it_near_a_healthy_run(book, case):
     heal = case.heal and case.name == "lr-no-warmup"  # one cure in CI: the casebook has the rest
     out = book.run_case(case, heal=heal)
+    assert out.manifest, (
+        f"{case.name} did not make the run sick: {out.sick_acc} vs {out.healthy_acc}"
+    )
     assert out.caught, f"{case.name}: expected {case.expect}, the doctor said {out.first_findings}"
     assert out.found["category"] in case.expect and out.found["severity"] != "info"
     assert out.picture and Path(out.picture).is_file()
