@@ -134,3 +134,21 @@ def test_evaluation_matches_the_reference(name):
     for key, value in expected["metrics"].items():
         assert close(metrics[key].item(), value), key
     assert close(outputs["logits"], expected["logits"])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_weight_ema_matches_the_reference_helper(name):
+    """The reference EMAHelper(mu=0.9) over two made-up updates of every parameter."""
+    from hrm_core.optim import WeightEMA
+
+    head, _, variant = reference_model(name)
+    ema = WeightEMA(head, variant["ema_mu"])
+    with torch.no_grad():
+        for k in range(2):
+            for pname, p in head.named_parameters():
+                p.add_(probe_vec(pname, p.shape).float() * 0.01 * (k + 1))
+            ema.update()
+    sums = {n: t.double().sum().item() for n, t in ema.state_dict()["shadow"].items()}
+    assert sums.keys() == variant["ema_sums"].keys()
+    for pname, value in variant["ema_sums"].items():
+        assert close(sums[pname], value), pname
