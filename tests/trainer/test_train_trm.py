@@ -64,3 +64,33 @@ def test_trm_smoke_learns_and_the_doctor_finds_it_healthy(tmp_path):
     assert report.status == "healthy", [f.id for f in report.findings]
     skipped = " ".join(n.message for n in report.notes)
     assert "grad/norm/H" in skipped and "q_continue" in skipped  # said once, as notes
+
+
+# ---- sick TRM runs the doctor names (docs/trm.md, "Sick TRM runs") ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("knob", "rule"),
+    [
+        ("ema_rate=0.99999", "trm-ema-too-slow"),
+        ("ema=false", "trm-no-ema"),
+        ("arch.no_ACT_continue=false", "trm-q-continue-on"),
+    ],
+)
+def test_a_misconfigured_trm_run_is_named(tmp_path, train, tiny_args, knob, rule):
+    run_dir = tmp_path / "run"
+    assert train(tiny_args(run_dir, "arch=trm", "max_steps=8", knob)) == 0
+    assert rule in {f.rule for f in diagnose(run_dir).findings}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("knob", "rule"),
+    [("weight_decay=100", "trm-answer-frozen"), ("lr=1e-2", "ema-lagging")],
+)
+def test_a_sick_trm_run_is_caught(tmp_path, train, tiny_args, knob, rule):
+    """About 20 s each: 256 steps of the TRM smoke model on the tiny data."""
+    run_dir = tmp_path / "run"
+    assert train(tiny_args(run_dir, "arch=trm", "epochs=64", "eval_interval=16", knob)) == 0
+    found = {f.rule: f for f in diagnose(run_dir).findings}
+    assert rule in found, sorted(found)
