@@ -16,7 +16,11 @@ step (a profiled probe), of all the hooks together, of the model's state statist
 probe's entries in the host copy and the log call, as a share of the plain step; the peak
 memory of each mode (CUDA max allocated, or the peak RSS on Linux) and the probe's persistent
 allocation. Usage: python bench/probe.py [--pairs 30] [--block 20] [--device cpu|cuda]
-[--threads 1]
+[--threads 1] [--arch hrm_v1|trm]
+
+`--arch trm`: the TRM smoke model (`experiment=smoke arch=trm`: mlp_t, hidden 32, one 2-block
+network, H_cycles 2, L_cycles 1) with its EMA of the weights updated every step in both modes;
+"on" adds the probe, whose `ema/param_dist` makes the EMA update measure its distance.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from hrm_core.model import HRMACT, ACTLossHead, HRMConfig
-from hrm_core.optim import AdamAtan2, CastedSparseEmbeddingSignSGD
+from hrm_core.model import ACTLossHead, HRMConfig, TRMConfig, build_model
+from hrm_core.optim import AdamAtan2, CastedSparseEmbeddingSignSGD, WeightEMA
 from hrm_core.probe import Probe, metrics_to_host
 from hrm_doctor import RunWriter
 
@@ -51,6 +55,18 @@ SMOKE = {
     "halt_max_steps": 4,
     "halt_exploration_prob": 0.1,
     "forward_dtype": "float32",
+}
+TRM_SMOKE = {  # hrm_core/conf/arch_experiment/smoke_trm.yaml
+    **SMOKE,
+    "H_cycles": 2,
+    "L_cycles": 1,
+    "H_layers": 0,
+    "L_layers": 2,
+    "hidden_size": 32,
+    "num_heads": 2,
+    "mlp_t": True,
+    "pos_encodings": "none",
+    "puzzle_emb_len": 1,
 }
 
 
@@ -90,15 +106,20 @@ class Clock:
 class Bench:
     """The smoke model, its optimizers, a writer, and one training step with the probe on or off."""
 
-    def __init__(self, device: torch.device, run_dir: Path, tier: str = "full") -> None:
+    def __init__(
+        self, device: torch.device, run_dir: Path, tier: str = "full", arch: str = "hrm_v1"
+    ) -> None:
         torch.manual_seed(0)
         self.device = device
         self.tier = tier
+        self.arch = arch
         self.clock = Clock(device)
-        self.model = HRMACT(HRMConfig(**SMOKE)).to(device)
+        config = TRMConfig(**TRM_SMOKE) if arch == "trm" else HRMConfig(**SMOKE)
+        self.model = build_model(arch, config).to(device)
         self.head = ACTLossHead(self.model).train()
         self.opt = AdamAtan2(self.model.parameters(), lr=1e-3, weight_decay=0.1)
         self.emb_opt = CastedSparseEmbeddingSignSGD(self.model.puzzle_emb, lr=1e-2)
+        self.ema = WeightEMA(self.model, 0.99) if arch == "trm" else None
         self.batches = sudoku_batches(16, device)
         self.carry = self.head.initial_carry(self.batches[0])
         self.writer = RunWriter(run_dir)
@@ -110,7 +131,7 @@ class Bench:
     def make_probe(self, profile: bool = False) -> Probe:
         return Probe(
             self.head,
-            {"model": self.opt, "puzzle_emb": self.emb_opt},
+            {"model": self.opt, "puzzle_emb": self.emb_opt, "ema": self.ema},
             every=1,
             tensor_every=1,
             tier=self.tier,
@@ -130,6 +151,8 @@ class Bench:
             in_hooks += time.perf_counter() - start
         self.opt.step()
         self.emb_opt.step()
+        if self.ema is not None:
+            self.ema.update()  # the trainer's (ema=true); measuring its distance is the probe's
         if probe is not None:
             start = time.perf_counter()
             probe.after_step(step)
@@ -148,6 +171,8 @@ class Bench:
     def block(self, on: bool, steps: int) -> tuple[float, float]:
         """(wall, CPU) seconds per step over `steps` steps in one mode."""
         self.model.record_state_stats = on and self.state_stats
+        if self.ema is not None:
+            self.ema.track_distance = on
         probe = self.probe if on else None
         start = self.clock.now()
         for _ in range(steps):
@@ -193,7 +218,7 @@ def state_stats_cost(bench: Bench) -> float:
     """CPU seconds per step of the model's own record_state_stats reductions (in its forward)."""
     z = bench.carry.inner_carry
     before = type(z)(z.z_H.clone(), z.z_L.clone())
-    return per_call_cpu_s(lambda: HRMACT._state_stats(before, z))
+    return per_call_cpu_s(lambda: bench.model._state_stats(before, z))
 
 
 def host_and_log_cost(bench: Bench) -> tuple[float, float]:
@@ -254,12 +279,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     ap.add_argument("--tier", default="full", choices=["cheap", "standard", "full"])
+    ap.add_argument("--arch", default="hrm_v1", choices=["hrm_v1", "trm"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(device, Path(tmp) / "run", tier=args.tier)
+        bench = Bench(device, Path(tmp) / "run", tier=args.tier, arch=args.arch)
         for on in (False, True, False, True):  # warm-up: allocator, first-use snapshots
             bench.block(on, args.block)
         wall_pairs, cpu_pairs = [], []
@@ -279,7 +305,7 @@ def main() -> None:
     wall_on = statistics.median(p[1] for p in wall_pairs)
     cpu_off = statistics.median(p[0] for p in cpu_pairs)
     print(
-        f"device {device} ({torch.get_num_threads()} thread(s)), smoke HRM, batch {BATCH}, "
+        f"device {device} ({torch.get_num_threads()} thread(s)), smoke {args.arch}, batch {BATCH}, "
         f"probe tier {args.tier}, every quantity every step"
     )
     print(f"interleaved: {args.pairs} pairs x {args.block} steps per mode, ABBA")

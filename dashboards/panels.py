@@ -131,13 +131,28 @@ THEMES: dict[str, tuple[Panel, ...]] = {
             help="norm of the step's update over the weight norm; ~1e-3 is typical",
         ),
         Panel("param_norm", "Weight norm per module", ("param/norm/*",)),
+        Panel(
+            "ema_dist",
+            "EMA distance from the weights",
+            ("ema/param_dist",),
+            help="||ema - w|| / ||w|| (ema=true, TRM's recipes): what is evaluated vs trained",
+        ),
     ),
     "Carry state": (
-        Panel("z_rms", "Carry-state RMS", ("state/z_H/rms", "state/z_L/rms")),
+        Panel(
+            "z_rms",
+            "Carry-state RMS",
+            ("state/z_H/rms", "state/z_L/rms", "state/y/rms", "state/z/rms"),  # HRM, TRM
+        ),
         Panel(
             "z_delta",
             "Fixed-point residual (carry change per segment)",
-            ("state/z_H/delta_rms", "state/z_L/delta_rms"),
+            (
+                "state/z_H/delta_rms",
+                "state/z_L/delta_rms",
+                "state/y/delta_rms",
+                "state/z/delta_rms",
+            ),
             log_y=True,
         ),
     ),

@@ -91,6 +91,34 @@ class ArchConfig(_Section):
         return self
 
 
+class TRMArchConfig(ArchConfig):
+    """The Tiny Recursive Model (TinyRecursiveModels `config/arch/trm.yaml`); docs/trm.md."""
+
+    name: Literal["trm"] = Field("trm", description="Architecture: TRM.")  # type: ignore[assignment]
+    H_cycles: int = Field(
+        3, ge=1, description="Recursion rounds per supervision step (all but the last no-grad)."
+    )
+    L_cycles: int = Field(6, ge=1, description="Latent updates per round before the answer's.")
+    H_layers: int = Field(0, ge=0, description="Ignored: TRM has one network (reference key).")
+    L_layers: int = Field(2, ge=1, description="Blocks of the one tiny network.")
+    pos_encodings: Literal["rope", "learned", "none"] = Field(  # type: ignore[assignment]
+        "rope", description="Rotary, learned, or no positions (with mlp_t)."
+    )
+    mlp_t: bool = Field(
+        False, description="Mix tokens with an MLP over the sequence instead of attention."
+    )
+    puzzle_emb_len: int = Field(
+        16, ge=0, description="Prefix positions of the puzzle embedding (0: ceil(ndim/hidden))."
+    )
+    no_ACT_continue: bool = Field(
+        True,
+        description="Halt on q_halt > 0 without a Q-continue target (false: HRM's Q-learning).",
+    )
+
+
+Arch = Annotated[ArchConfig | TRMArchConfig, Field(discriminator="name")]
+
+
 class ProbeConfig(_Section):
     """The hrm-doctor probe: per-step telemetry written into run_dir."""
 
@@ -120,6 +148,8 @@ class RecipeConfig(_Section):
     global_batch_size: int = Field(ge=1, description="The batch the recipe's lr belongs to.")
     lr_warmup_steps: int = Field(ge=0, description="The recipe's warmup.")
     eval_interval: int = Field(ge=1, description="The recipe's eval_interval (epochs).")
+    ema: bool = Field(False, description="The recipe evaluates an EMA of the weights (TRM).")
+    ema_rate: float = Field(0.999, gt=0, lt=1, description="The recipe's EMA decay.")
 
 
 class WandbConfig(_Section):
@@ -241,7 +271,15 @@ class TrainConfig(_Section):
     recipe: RecipeConfig | None = Field(
         None, description="The preset's own settings, set by each preset (hrm-doctor's anchor)."
     )
-    arch: ArchConfig = Field(default_factory=ArchConfig, description="The model.")
+    ema: bool = Field(
+        False,
+        description="Keep an exponential moving average of the weights; evaluate and keep it "
+        "in checkpoints (TRM's recipes: true).",
+    )
+    ema_rate: float = Field(
+        0.999, gt=0, lt=1, description="EMA decay: ema <- rate * ema + (1 - rate) * weights."
+    )
+    arch: Arch = Field(default_factory=ArchConfig, description="The model: hrm_v1 or trm.")
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="The hrm-doctor probe.")
     wandb: WandbConfig = Field(default_factory=WandbConfig, description="W&B logging.")
 
@@ -290,6 +328,7 @@ def _key_names(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 def _all_key_names() -> list[str]:
     names = _key_names(TrainConfig)
+    names.extend(_key_names(TRMArchConfig, "arch."))  # the arch union is not walked above
     for options in (SudokuBuildOptions, MazeBuildOptions, ArcBuildOptions):
         names.extend(f"data_build.{f.name}" for f in dataclasses.fields(options))
     return names
@@ -306,6 +345,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
     if loc[:1] == ["data_build"] and len(loc) > 1:
         loc.pop(1)  # the union tag (sudoku/maze/arc) is not a key the user wrote
+    if loc[:1] == ["arch"] and len(loc) > 2 and loc[1] in ("hrm_v1", "trm"):
+        loc.pop(1)  # nor is the architecture's
     key = ".".join(loc)
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         return _unknown_key(key)

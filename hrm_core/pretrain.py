@@ -156,9 +156,10 @@ def train(cfg: TrainConfig) -> int:
 
     def run_eval() -> None:
         if data.eval_loader is not None:
-            results = evaluate(net.loss_head, data.eval_loader, device, info,
-                               cfg.arch.halt_max_steps, arc=data.arc,
-                               arc_out=evaluation_dir(run_dir, loop.step))  # fmt: skip
+            with net.eval_weights():  # ema=true: the moving average is what is evaluated
+                results = evaluate(net.loss_head, data.eval_loader, device, info,
+                                   cfg.arch.halt_max_steps, arc=data.arc,
+                                   arc_out=evaluation_dir(run_dir, loop.step))  # fmt: skip
             log.add(results, loop.step)
             console.note(format_eval(loop.step, results))
         loop.passes_evaluated = loader.position.pass_index
@@ -251,10 +252,11 @@ def train(cfg: TrainConfig) -> int:
                     "grad/norm": facts.grad_norm,  # before clipping: the trainer's own, once
                     "nonfinite/skipped": float(facts.nonfinite),
                 }
+                q_continue = getattr(model, "continue_head", True)  # TRM: no continue loss
                 log.hold(
                     step,
-                    {**train_means(facts.local, data.local_batch), **scalars},
-                    {**train_means(facts.reduced, cfg.global_batch_size), **scalars},
+                    {**train_means(facts.local, data.local_batch, q_continue), **scalars},
+                    {**train_means(facts.reduced, cfg.global_batch_size, q_continue), **scalars},
                 )
 
                 # 6.6 The update: clip, Adam-atan2 and SignSGD; skipped when anything is not
@@ -266,6 +268,8 @@ def train(cfg: TrainConfig) -> int:
                     opt.step()
                     if emb_opt is not None:
                         emb_opt.step()
+                    if net.ema is not None:
+                        net.ema.update()
                 elif info.is_main:
                     console.note(f"step {step}: non-finite loss or gradient; update skipped")
 

@@ -109,6 +109,7 @@ class Synthetic(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     world_size: int = Field(1, ge=1, le=64)
     task: Literal["sudoku", "maze", "arc"] = "sudoku"
+    arch: Literal["hrm", "trm"] = "hrm"  # trm: synth.as_trm (TRM's metrics and config)
     halt_max_steps: int = 16
     inject: dict[str, Any] | None = None
 
@@ -292,6 +293,8 @@ def run_case(
                 task=s.task,
                 halt_max_steps=s.halt_max_steps,
             )
+            if s.arch == "trm":
+                run = synth.as_trm(run, seed=seed)
             shift = 0
             if s.inject:
                 inj = dict(s.inject)

@@ -289,6 +289,34 @@ def healthy_run(
     return SynthRun(cfg, meta, frame, logged)
 
 
+TRM_ARCH = {"name": "trm", "H_cycles": 3, "L_cycles": 6, "H_layers": 0, "L_layers": 2,
+            "hidden_size": 512, "mlp_t": True, "pos_encodings": "none", "puzzle_emb_len": 16,
+            "no_ACT_continue": True, "puzzle_emb_ndim": 512, "forward_dtype": "bfloat16"}  # fmt: skip
+_NOT_IN_TRM = ("act/q_continue", "act/target_q_continue", "train/q_continue_loss", "/H")
+
+
+def as_trm(run: SynthRun, *, seed: int = 0, ema_rate: float = 0.999) -> SynthRun:
+    """The same healthy run as a TRM run would log it (docs/trm.md): no H module, no
+    Q-continue head, the carries named y and z, and the EMA's distance from the weights
+    (rising over the average's memory to a few percent, then easing with the lr's effect)."""
+    rng = np.random.default_rng(seed + 104729)
+    drop = [c for c in run.frame if any(part in c for part in _NOT_IN_TRM)]
+    drop += [c for c in run.frame if c.startswith(("grad/norm/H.", "param/norm/H."))]
+    df = run.frame.drop(columns=drop).rename(
+        columns=lambda c: c.replace("state/z_H/", "state/y/").replace("state/z_L/", "state/z/")
+    )
+    t = df["step"].to_numpy(np.float64)
+    memory = 1.0 / (1.0 - ema_rate)
+    level = rng.uniform(0.02, 0.08) * (1 - np.exp(-t / memory)) * (0.6 + 0.4 * np.exp(-t / 4000))
+    df["ema/param_dist"] = (level * np.exp(rng.normal(0, 0.03, len(df)))).astype(np.float32)
+    arch = {**TRM_ARCH, "halt_max_steps": run.config["arch"]["halt_max_steps"],
+            "halt_exploration_prob": 0.1}  # fmt: skip
+    config = {**run.config, "arch": arch, "ema": True, "ema_rate": ema_rate}
+    meta = {**run.meta, "num_params": 5_028_866, "total_steps": int(t.max()) + 1}
+    logged = ~df.drop(columns=["step", "rank"]).isna().to_numpy()
+    return replace(run, config=config, meta=meta, frame=df, logged=logged)
+
+
 def inject(
     run: SynthRun, pathology: str, onset: int, *, seed: int = 0, rank: int | None = None
 ) -> SynthRun:

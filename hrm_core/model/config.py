@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 POS_ENCODINGS = ("rope", "learned")
+TRM_POS_ENCODINGS = ("rope", "learned", "none")
 FORWARD_DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOSS_TYPES = ("stablemax", "softmax")
 # The reference names its loss functions; accept those spellings too.
@@ -31,6 +32,21 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class HRMConfig:
     """Hyper-parameters of one HRM-ACT model; frozen, validated on construction."""
+
+    pos_encodings_allowed: ClassVar[tuple[str, ...]] = POS_ENCODINGS
+    positive_fields: ClassVar[tuple[str, ...]] = (
+        "vocab_size",
+        "seq_len",
+        "num_puzzle_identifiers",
+        "batch_size",
+        "H_cycles",
+        "L_cycles",
+        "H_layers",
+        "L_layers",
+        "hidden_size",
+        "num_heads",
+        "halt_max_steps",
+    )
 
     vocab_size: int
     """Number of token ids (data-derived; Sudoku: 11)."""
@@ -89,9 +105,14 @@ class HRMConfig:
         return -(-int(self.puzzle_emb_ndim) // self.hidden_size)
 
     @property
+    def prefix_len(self) -> int:
+        """Positions in front of the tokens (the puzzle embedding's)."""
+        return self.puzzle_emb_len
+
+    @property
     def num_positions(self) -> int:
-        """Length of the carry / attention sequence: seq_len + puzzle_emb_len."""
-        return self.seq_len + self.puzzle_emb_len
+        """Length of the carry / attention sequence: seq_len + prefix_len."""
+        return self.seq_len + self.prefix_len
 
     # Construction from a trainer config ------------------------------------------------------
 
@@ -131,20 +152,7 @@ class HRMConfig:
         def key(name: str) -> str:
             return name if name in DATA_KEYS else f"arch.{name}"
 
-        positive = (
-            "vocab_size",
-            "seq_len",
-            "num_puzzle_identifiers",
-            "batch_size",
-            "H_cycles",
-            "L_cycles",
-            "H_layers",
-            "L_layers",
-            "hidden_size",
-            "num_heads",
-            "halt_max_steps",
-        )
-        for name in positive:
+        for name in self.positive_fields:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key(name)}: must be a positive integer (got {value!r})")
@@ -157,9 +165,10 @@ class HRMConfig:
                 f"arch.hidden_size: {self.hidden_size} is not divisible by arch.num_heads "
                 f"({self.num_heads})"
             )
-        if self.pos_encodings not in POS_ENCODINGS:
+        if self.pos_encodings not in self.pos_encodings_allowed:
             raise ConfigError(
-                f"arch.pos_encodings: must be one of {POS_ENCODINGS} (got {self.pos_encodings!r})"
+                f"arch.pos_encodings: must be one of {self.pos_encodings_allowed} "
+                f"(got {self.pos_encodings!r})"
             )
         if self.pos_encodings == "rope" and self.head_dim % 2:
             raise ConfigError(f"arch.num_heads: RoPE needs an even head dim (got {self.head_dim})")
@@ -178,3 +187,56 @@ class HRMConfig:
         p = self.halt_exploration_prob
         if not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
             raise ConfigError(f"arch.halt_exploration_prob: must be in [0, 1] (got {p!r})")
+
+
+@dataclass(frozen=True)
+class TRMConfig(HRMConfig):
+    """Hyper-parameters of a Tiny Recursive Model (TinyRecursiveModels `config/arch/trm.yaml`).
+
+    One network of L_layers blocks serves both updates: H_cycles is the number of recursion
+    rounds (each L_cycles latent updates, then one answer update), H_layers is ignored.
+    """
+
+    pos_encodings_allowed: ClassVar[tuple[str, ...]] = TRM_POS_ENCODINGS
+    positive_fields: ClassVar[tuple[str, ...]] = tuple(
+        name for name in HRMConfig.positive_fields if name != "H_layers"
+    )
+
+    H_cycles: int = 3
+    """Recursion rounds per supervision step (the first H_cycles - 1 without gradient)."""
+    L_cycles: int = 6
+    """Latent updates z <- net(z, y + x) per round, before the answer update y <- net(y, z)."""
+    H_layers: int = 0
+    """Ignored (TRM has one network); kept so reference configs load."""
+    L_layers: int = 2
+    """Blocks of the one tiny network."""
+    mlp_t: bool = False
+    """Mix tokens with an MLP over the sequence axis instead of self-attention."""
+    puzzle_emb_len: int = 16  # type: ignore[assignment]  # a field here, derived in HRM
+    """Prefix positions of the puzzle embedding (0: ceil(puzzle_emb_ndim / hidden), as HRM)."""
+    no_ACT_continue: bool = True
+    """Halt when q_halt > 0 and train no Q-continue head (the reference default); False: HRM's
+    Q-learning with the bootstrapped continue target."""
+
+    @property
+    def prefix_len(self) -> int:
+        if self.puzzle_emb_ndim == 0:
+            return 0  # nothing to prepend (the reference would fail on the shape)
+        if self.puzzle_emb_len:
+            return self.puzzle_emb_len
+        return -(-int(self.puzzle_emb_ndim) // self.hidden_size)
+
+    def _validate(self) -> None:
+        super()._validate()
+        for name in ("mlp_t", "no_ACT_continue"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"arch.{name}: must be true or false (got {getattr(self, name)!r})"
+                )
+        if self.H_layers < 0 or self.puzzle_emb_len < 0:
+            raise ConfigError("arch.H_layers and arch.puzzle_emb_len: must be >= 0")
+        if self.puzzle_emb_len and self.puzzle_emb_len * self.hidden_size < self.puzzle_emb_ndim:
+            raise ConfigError(
+                f"arch.puzzle_emb_len: {self.puzzle_emb_len} positions of width "
+                f"{self.hidden_size} cannot hold arch.puzzle_emb_ndim={self.puzzle_emb_ndim}"
+            )

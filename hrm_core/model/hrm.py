@@ -83,7 +83,7 @@ class HRMReasoningCore(nn.Module):
         self.config = config
         hidden = config.hidden_size
         self.embed_scale = math.sqrt(hidden)
-        self.puzzle_emb_len = config.puzzle_emb_len
+        self.puzzle_emb_len = config.prefix_len
         init_std = (
             1.0 / self.embed_scale
         )  # token embeddings: std 1/sqrt(hidden), then * sqrt(hidden)
@@ -99,11 +99,10 @@ class HRMReasoningCore(nn.Module):
             self.rotary_emb = RotaryEmbedding(
                 config.head_dim, config.num_positions, config.rope_theta
             )
-        else:
+        elif config.pos_encodings == "learned":
             self.embed_pos = CastedEmbedding(config.num_positions, hidden, init_std=init_std)
 
-        self.H_level = ReasoningModule(config, config.H_layers)
-        self.L_level = ReasoningModule(config, config.L_layers)
+        self.build_levels(config)
         # Fixed, untrained states a slot is reset to when it halts (truncated normal, std 1).
         self.register_buffer("H_init", trunc_normal_(torch.empty(hidden), std=1.0))
         self.register_buffer("L_init", trunc_normal_(torch.empty(hidden), std=1.0))
@@ -111,6 +110,11 @@ class HRMReasoningCore(nn.Module):
         with torch.no_grad():
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(Q_HEAD_INIT_BIAS)
+
+    def build_levels(self, config: HRMConfig) -> None:
+        """The recurrent modules: H and L, each a stack of post-norm transformer blocks."""
+        self.H_level = ReasoningModule(config, config.H_layers)
+        self.L_level = ReasoningModule(config, config.L_layers)
 
     # Helpers ---------------------------------------------------------------------------------
 
@@ -205,15 +209,24 @@ class HRMACT(nn.Module):
     """
 
     arch_name = "hrm_v1"
+    core_class: type[nn.Module] = HRMReasoningCore
+    state_names: tuple[str, str] = ("z_H", "z_L")
+    """Telemetry names of the two carries (state/NAME/rms), in InnerCarry order."""
 
     def __init__(self, config: HRMConfig) -> None:
         super().__init__()
         self.config = config
-        self.inner = HRMReasoningCore(config)
+        self.inner = self.core_class(config)
+        self.continue_head = self.uses_q_continue(config)
+        """Q-continue is trained on the bootstrapped target and halting compares against it."""
         self.halt_max_steps = config.halt_max_steps
         self.halt_exploration_prob = float(config.halt_exploration_prob)
         # Per-sequence carry RMS / change for the probe: a few reductions, on the device.
         self.record_state_stats = True
+
+    @staticmethod
+    def uses_q_continue(config: HRMConfig) -> bool:
+        return True
 
     @property
     def puzzle_emb(self) -> CastedSparseEmbedding | None:
@@ -234,10 +247,11 @@ class HRMACT(nn.Module):
     def forward(self, carry: ACTCarry, batch: Batch) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
         """One ACT segment. Outputs, all (B, ...) device tensors from this one forward pass:
 
-        logits (B, seq, vocab); q_halt_logits, q_continue_logits (B,) fp32; target_q_continue
-        (B,) fp32, training only; halted (B,) bool; steps (B,) int32, segments used so far, so
+        logits (B, seq, vocab); q_halt_logits, q_continue_logits (B,) fp32 (the latter only
+        with a continue head); target_q_continue (B,) fp32, training with a continue head only; halted (B,) bool; steps (B,) int32, segments used so far, so
         the halting step where `halted`; reset (B,) bool, slots that started a new example;
-        z_H_rms, z_L_rms, z_H_delta_rms, z_L_delta_rms (B,) fp32 when `record_state_stats`.
+        z_H_rms, z_L_rms, z_H_delta_rms, z_L_delta_rms (B,) fp32 when `record_state_stats`
+        (named by `state_names`).
         """
         reset = carry.halted  # (B,): these slots take the next example of `batch`
         before = self.inner.reset_carry(reset, carry.inner_carry)
@@ -248,20 +262,22 @@ class HRMACT(nn.Module):
         }
 
         after, logits, (q_halt, q_continue) = self.inner(before, data)
-        outputs: dict[str, torch.Tensor] = {
-            "logits": logits,
-            "q_halt_logits": q_halt,
-            "q_continue_logits": q_continue,
-        }
+        outputs: dict[str, torch.Tensor] = {"logits": logits, "q_halt_logits": q_halt}
+        if self.continue_head:  # else the head's second logit is untrained: not an output
+            outputs["q_continue_logits"] = q_continue
 
         with torch.no_grad():
             steps = steps + 1
             is_last_step = steps >= self.halt_max_steps
             halted = is_last_step  # evaluation: always exactly halt_max_steps segments
             if self.training and self.halt_max_steps > 1:
-                halted = halted | (q_halt > q_continue)
+                # HRM: Q-learning's greedy choice; TRM's simplified halting: "I am right" > 0.5
+                halted = halted | (q_halt > (q_continue if self.continue_head else 0.0))
                 halted = self._explore(halted, steps)
-                outputs["target_q_continue"] = self._target_q_continue(after, data, is_last_step)
+                if self.continue_head:
+                    outputs["target_q_continue"] = self._target_q_continue(
+                        after, data, is_last_step
+                    )
             outputs["halted"] = halted
             outputs["steps"] = steps
             outputs["reset"] = reset
@@ -295,17 +311,18 @@ class HRMACT(nn.Module):
             torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue))
         )
 
-    @staticmethod
-    def _state_stats(before: InnerCarry, after: InnerCarry) -> dict[str, torch.Tensor]:
-        """(B,) fp32 RMS of each carry after the segment and of its change over the segment.
+    def _state_stats(self, before: InnerCarry, after: InnerCarry) -> dict[str, torch.Tensor]:
+        """(B,) fp32 RMS of each carry after the segment and of its change over the segment,
+        named by `state_names` (z_H_rms, z_L_delta_rms ...; TRM: y_rms, z_delta_rms ...).
 
         For slots with `reset` True the change is measured from the init state.
         """
+        first, second = self.state_names
         return {
-            "z_H_rms": _rms_per_sequence(after.z_H),
-            "z_L_rms": _rms_per_sequence(after.z_L),
-            "z_H_delta_rms": _rms_per_sequence(after.z_H.float() - before.z_H.float()),
-            "z_L_delta_rms": _rms_per_sequence(after.z_L.float() - before.z_L.float()),
+            f"{first}_rms": _rms_per_sequence(after.z_H),
+            f"{second}_rms": _rms_per_sequence(after.z_L),
+            f"{first}_delta_rms": _rms_per_sequence(after.z_H.float() - before.z_H.float()),
+            f"{second}_delta_rms": _rms_per_sequence(after.z_L.float() - before.z_L.float()),
         }
 
 

@@ -112,7 +112,11 @@ class ACTLossHead(nn.Module):
             outputs["seq_is_correct"] = seq_is_correct
 
         # Per-sequence mean over valid tokens, summed over the batch (every slot trains).
-        lm_loss = (self.loss_fn(logits, labels, ignore_index=IGNORE_LABEL_ID) / loss_divisor).sum()
+        seq_lm_loss = (
+            self.loss_fn(logits, labels, ignore_index=IGNORE_LABEL_ID) / loss_divisor
+        ).sum(-1)
+        lm_loss = seq_lm_loss.sum()
+        outputs["seq_lm_loss"] = seq_lm_loss.detach()  # (B,): per supervision step in the probe
         q_halt_logits = outputs["q_halt_logits"]
         q_halt_loss = F.binary_cross_entropy_with_logits(
             q_halt_logits, seq_is_correct.to(q_halt_logits.dtype), reduction="sum"

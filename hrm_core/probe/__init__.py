@@ -12,6 +12,7 @@ from hrm_core.probe.act import (
     PrematureHaltFrac,
     QSamples,
     QValueSummary,
+    SupervisionStepLoss,
     TargetQMean,
 )
 from hrm_core.probe.embedding import PuzzleEmbNorm, PuzzleEmbRowsTouched, PuzzleEmbSignFlip
@@ -22,12 +23,13 @@ from hrm_core.probe.quantity import Quantity, Ragged, Tier
 from hrm_core.probe.state import StateDelta, StateRMS
 from hrm_core.probe.system import MemPeak
 from hrm_core.probe.target import ProbeTarget, parameter_group_names
-from hrm_core.probe.weights import BlockParamNorm, GroupParamNorm, UpdateRatio
+from hrm_core.probe.weights import BlockParamNorm, EMADistance, GroupParamNorm, UpdateRatio
 
 __all__ = [
     "QUANTITIES",
     "BlockGradNorm",
     "BlockParamNorm",
+    "EMADistance",
     "GradNorm",
     "GroupGradNorm",
     "GroupParamNorm",
@@ -47,6 +49,7 @@ __all__ = [
     "Quantity",
     "Ragged",
     "StateDelta",
+    "SupervisionStepLoss",
     "StateRMS",
     "TargetQMean",
     "Tier",

@@ -1,5 +1,6 @@
 """ACT quantities from the step's outputs alone: Q values, the Q target, halting steps, halting
-at the maximum, premature halting and late halting (segments spent after the answer was right).
+at the maximum, premature halting, late halting (segments spent after the answer was right),
+and the LM loss by ACT step (deep supervision).
 
 A fraction over the sequences that halted this step is NaN on a step where none halted
 (undefined, not zero); the rule engine skips non-finite values in its windows.
@@ -35,11 +36,15 @@ class QValueSummary(Quantity):
     tier = Tier.CHEAP
     hooks = COLLECT
 
+    def setup(self, target: ProbeTarget) -> bool:
+        self._kinds = Q_KINDS if target.has_q_continue else Q_KINDS[:1]
+        return True
+
     def names(self) -> list[str]:
-        return [f"act/{k}/{s}" for k in Q_KINDS for s in ("mean", "absmax")]
+        return [f"act/{k}/{s}" for k in self._kinds for s in ("mean", "absmax")]
 
     def collect(self, ctx: StepContext) -> Metrics | None:
-        kinds = [k for k in Q_KINDS if ctx.output(f"{k}_logits") is not None]
+        kinds = [k for k in self._kinds if ctx.output(f"{k}_logits") is not None]
         if not kinds:
             return None
         q = torch.stack([ctx.output(f"{k}_logits").float() for k in kinds])  # (kinds, B)
@@ -66,6 +71,10 @@ class TargetQMean(Quantity):
     name = "act/target_q_continue/mean"
     tier = Tier.CHEAP
     hooks = COLLECT
+    requires = "a Q-continue head (TRM's simplified halting has none)"
+
+    def setup(self, target: ProbeTarget) -> bool:
+        return target.has_q_continue
 
     def collect(self, ctx: StepContext) -> Metrics | None:
         target = ctx.output("target_q_continue")
@@ -86,11 +95,15 @@ class QSamples(Quantity):
     hooks = COLLECT
     per_sample = True
 
+    def setup(self, target: ProbeTarget) -> bool:
+        self._kinds = Q_KINDS if target.has_q_continue else Q_KINDS[:1]
+        return True
+
     def names(self) -> list[str]:
-        return [f"act/{k}" for k in Q_KINDS]
+        return [f"act/{k}" for k in self._kinds]
 
     def collect(self, ctx: StepContext) -> Metrics | None:
-        out = {f"act/{k}": ctx.output(f"{k}_logits") for k in Q_KINDS}
+        out = {f"act/{k}": ctx.output(f"{k}_logits") for k in self._kinds}
         return {k: v for k, v in out.items() if v is not None} or None
 
 
@@ -227,3 +240,33 @@ class HaltDelay(Quantity):
         counted = halted & (first >= 0)  # (B,)
         delay = ((ctx.steps - first) * counted).sum()
         return {self.name: delay / counted.sum()}  # 0/0 -> NaN
+
+
+class SupervisionStepLoss(_HaltFraction):
+    """act/lm_loss_by_step: the mean per-sequence LM loss of the slots at each ACT step
+    (supervision step) 1..halt_max_steps this step (1-D, every tensor_every steps; NaN for a
+    step no slot is at).
+
+    What it reveals: what deep supervision buys: healthy runs improve the answer from one
+    step to the next, so the loss falls along the array; a flat array means later steps
+    repeat the first one's answer (TRM: y stopped changing), a rising one that recursion
+    makes it worse.
+    Why it matters for HRM and TRM: each training step mixes slots at every supervision step;
+    the scalar train/lm_loss averages over them and hides where the loss is.
+    Remedy: flat with low accuracy -> more cycles per step or more exploration; rising ->
+    fewer cycles, lower lr.
+    Cost: two scatter-adds over (B,) (the loss head's per-sequence loss).
+    """
+
+    name = "act/lm_loss_by_step"
+    per_sample = True
+
+    def collect(self, ctx: StepContext) -> Metrics | None:
+        loss, steps = ctx.output("seq_lm_loss"), ctx.steps
+        if loss is None or steps is None:
+            return None
+        index = (steps.long() - 1).clamp(0, self._max_steps - 1)  # (B,): step 1 -> column 0
+        loss = loss.float()
+        sums = loss.new_zeros(self._max_steps).scatter_add_(0, index, loss)
+        counts = loss.new_zeros(self._max_steps).scatter_add_(0, index, torch.ones_like(loss))
+        return {self.name: sums / counts}  # 0/0 -> NaN: no slot at that step

@@ -1,7 +1,8 @@
-"""Carry-state quantities: the magnitude of the recurrent states z_H, z_L and their change over one
-ACT segment (the fixed-point residual).
+"""Carry-state quantities: the magnitude of the recurrent states and their change over one ACT
+segment (the fixed-point residual). HRM's carries are z_H and z_L; TRM's (same slots) are the
+answer y and the latent z (`ProbeTarget.state_names`).
 
-hrm_core's HRMACT returns per-sequence statistics from its own forward when
+hrm_core's models return per-sequence statistics from their own forward when
 `record_state_stats` is on (the probe turns it on); for other models they are computed from
 the carry (the residual then needs the previous step's carry, kept by reference).
 """
@@ -17,7 +18,6 @@ from hrm_core.probe.quantity import Metrics, Quantity, Tier
 from hrm_core.probe.target import ProbeTarget
 
 COLLECT = frozenset({"collect"})
-LEVELS = ("z_H", "z_L")
 
 
 def _enable_state_stats(target: ProbeTarget) -> None:
@@ -36,18 +36,8 @@ def _rms(z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(z, dtype=torch.float32) / math.sqrt(z.numel())
 
 
-class StateRMS(Quantity):
-    """state/z_H/rms, state/z_L/rms: RMS of the high- and low-level carry over the batch.
-
-    What it reveals: whether the recurrent states stay at the scale post-norm sets (~1) or
-    drift: growth means the residual stream outruns the norm (bf16 overflow ahead), collapse
-    to the reset vectors means a level stopped writing to its state.
-    Why it matters for HRM: the carry persists across segments and batches; it is the only
-    channel between H and L and between ACT segments.
-    Remedy: keep the RMSNorm in fp32; lower lr; check the carry reset on halting.
-    Cost: with hrm_core, two (B,) reductions in the forward (record_state_stats) and a few ops
-    on (2, B) here; otherwise one pass over the carry.
-    """
+class _CarryQuantity(Quantity):
+    """Shared: the model computes per-sequence statistics; the carry's names come from it."""
 
     name = "state/"
     tier = Tier.STANDARD
@@ -55,13 +45,29 @@ class StateRMS(Quantity):
 
     def setup(self, target: ProbeTarget) -> bool:
         _enable_state_stats(target)
+        self._levels = target.state_names
         return True
 
+
+class StateRMS(_CarryQuantity):
+    """state/z_H/rms, state/z_L/rms (TRM: state/y/rms, state/z/rms): RMS of each carry over the
+    batch.
+
+    What it reveals: whether the recurrent states stay at the scale post-norm sets (~1) or
+    drift: growth means the residual stream outruns the norm (bf16 overflow ahead), collapse
+    to the reset vectors means a level stopped writing to its state.
+    Why it matters for HRM: the carry persists across segments and batches; it is the only
+    channel between H and L and between ACT segments (TRM: between the answer and the latent).
+    Remedy: keep the RMSNorm in fp32; lower lr; check the carry reset on halting.
+    Cost: with hrm_core, two (B,) reductions in the forward (record_state_stats) and a few ops
+    on (2, B) here; otherwise one pass over the carry.
+    """
+
     def names(self) -> list[str]:
-        return [f"state/{z}/rms" for z in LEVELS]
+        return [f"state/{z}/rms" for z in self._levels]
 
     def collect(self, ctx: StepContext) -> Metrics | None:
-        per_seq = [ctx.output(f"{z}_rms") for z in LEVELS]
+        per_seq = [ctx.output(f"{z}_rms") for z in self._levels]
         if all(v is not None for v in per_seq):
             # Every sequence has as many elements: the batch RMS is the RMS of the per-sequence
             # RMS, i.e. the norm of their vector over sqrt(B).
@@ -75,39 +81,37 @@ class StateRMS(Quantity):
         return dict(zip(self.names(), rms.unbind(0), strict=True))
 
 
-class StateDelta(Quantity):
-    """state/z_H/delta_rms, state/z_L/delta_rms: RMS of each carry's change over one ACT segment,
-    over the sequences that continue (NaN when every slot started a new example).
+class StateDelta(_CarryQuantity):
+    """state/z_H/delta_rms, state/z_L/delta_rms (TRM: state/y/delta_rms, state/z/delta_rms): RMS
+    of each carry's change over one ACT segment (TRM: one supervision step), over the sequences
+    that continue (NaN when every slot started a new example).
 
     What it reveals: the fixed-point residual. A recurrence whose residual falls to ~0 has
     stopped reasoning (possibly trapped in a wrong fixed point, Ren & Liu 2026); one that never
     settles oscillates and its answers flicker between segments.
     Why it matters for HRM: HRM's premise is convergence of L within a cycle and of H across
-    cycles; users ask to halt on this residual.
+    cycles; users ask to halt on this residual. For TRM, an answer y that stops changing
+    across supervision steps while still wrong is the failure of deep supervision.
     Remedy: residual ~0 with low accuracy -> more cycles or more exploration; never settling
     -> lower lr, fewer cycles.
     Cost: as StateRMS, plus the previous carry kept by reference for models without
     `record_state_stats`.
     """
 
-    name = "state/"
-    tier = Tier.STANDARD
-    hooks = COLLECT
-
     def setup(self, target: ProbeTarget) -> bool:
-        _enable_state_stats(target)
+        super().setup(target)
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self._previous_step: int | None = None
         self._fallback: torch.Tensor | None = None
         return True
 
     def names(self) -> list[str]:
-        return [f"state/{z}/delta_rms" for z in LEVELS]
+        return [f"state/{z}/delta_rms" for z in self._levels]
 
     def observe(self, ctx: StepContext) -> None:
         """Without per-sequence deltas in the outputs: difference with the previous carry."""
         self._fallback = None
-        if any(ctx.output(f"{z}_delta_rms") is None for z in LEVELS):
+        if any(ctx.output(f"{z}_delta_rms") is None for z in self._levels):
             states = ctx.carry_states
             prev = self._previous
             if (
@@ -122,7 +126,7 @@ class StateDelta(Quantity):
             self._previous, self._previous_step = states, ctx.step
 
     def collect(self, ctx: StepContext) -> Metrics | None:
-        per_seq = [ctx.output(f"{z}_delta_rms") for z in LEVELS]
+        per_seq = [ctx.output(f"{z}_delta_rms") for z in self._levels]
         if all(v is not None for v in per_seq):
             rms = torch.stack(per_seq)  # (2, B) per-sequence RMS of the change
         elif self._fallback is not None:

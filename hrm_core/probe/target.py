@@ -132,6 +132,41 @@ class ProbeTarget:
         )
 
     @property
+    def state_names(self) -> tuple[str, str]:
+        """Telemetry names of the carry's two states (z_H, z_L order): the model's
+        `state_names`, ("y", "z") for the reference TRM, else ("z_H", "z_L")."""
+        names = getattr(self.act, "state_names", None)
+        if isinstance(names, tuple) and len(names) == 2:
+            return names
+        if any("TinyRecursive" in type(m).__name__ for m in self.root.modules()):
+            return ("y", "z")
+        return ("z_H", "z_L")
+
+    @property
+    def has_q_continue(self) -> bool:
+        """Whether the model trains a Q-continue head: not hrm_core's TRM (`continue_head`
+        False), nor the reference TRM with `no_ACT_continue` (its default)."""
+        flag = getattr(self.act, "continue_head", None)
+        if isinstance(flag, bool):
+            return flag
+        for module in self.root.modules():
+            config = getattr(module, "config", None)
+            if "TinyRecursive" in type(module).__name__ and config is not None:
+                return not getattr(config, "no_ACT_continue", True)
+        return True
+
+    @property
+    def ema(self) -> Any:
+        """The weights' moving average among the optimizers: hrm_core's `WeightEMA` (it keeps
+        `last_distance`) or the reference TRM's `EMAHelper` (`shadow` by name, `mu`); or None."""
+        for opt in self.optimizers:
+            if hasattr(opt, "track_distance") or (
+                isinstance(getattr(opt, "shadow", None), Mapping) and hasattr(opt, "mu")
+            ):
+                return opt
+        return None
+
+    @property
     def num_params(self) -> int:
         return len(self.params)
 

@@ -1,5 +1,6 @@
-"""Weight quantities, measured after optimizer.step(): weight norm per group and per block, and
-the update/weight ratio (norm of this step's change over the weight norm)."""
+"""Weight quantities, measured after optimizer.step(): weight norm per group and per block, the
+update/weight ratio (norm of this step's change over the weight norm), and the distance of the
+weights' moving average (TRM's EMA) from the weights."""
 
 from __future__ import annotations
 
@@ -141,3 +142,50 @@ class UpdateRatio(Quantity):
         if self.should_compute(ctx.step + 1):
             self._take_snapshot(ctx.step + 1)
         return result
+
+
+class EMADistance(Quantity):
+    """ema/param_dist: ||ema - w|| / ||w|| over every trained parameter, after the step's EMA
+    update (with `ema=true`; TRM's recipes all use it).
+
+    What it reveals: how far the evaluated weights (the average) sit from the trained ones.
+    At rate r and a steady update size u per step it settles near u * r / (1 - r); it keeps
+    growing when the weights run away faster than the average follows (divergence), and stays
+    near its starting distance when the average barely moves (rate too close to 1 for the
+    run's length: evaluation then scores weights close to the initial ones).
+    Why it matters for TRM: every evaluation and checkpoint of the reference recipes is the
+    EMA copy; a lagging average makes eval accuracy trail train accuracy for no model reason.
+    Remedy: lagging -> a smaller ema_rate (0.999 for 10k+ steps, 0.99 for short runs);
+    diverging -> lower lr.
+    Cost: with hrm_core's `WeightEMA` three fused passes over the weights in its update
+    (instead of one); for the reference's `EMAHelper` a pass over weights and average.
+    """
+
+    name = "ema/param_dist"
+    tier = Tier.STANDARD
+    hooks = AFTER
+    requires = "a weights' moving average among the optimizers (ema=true)"
+
+    def setup(self, target: ProbeTarget) -> bool:
+        self._ema = target.ema
+        if self._ema is None:
+            return False
+        self._root = target.root
+        if hasattr(self._ema, "track_distance"):
+            self._ema.track_distance = True
+        return True
+
+    def after_step(self, ctx: StepContext) -> Metrics | None:
+        ema = self._ema
+        if hasattr(ema, "last_distance"):
+            dist, ema.last_distance = ema.last_distance, None  # this step's, or none
+            return None if dist is None else {self.name: dist}
+        shadow = ema.shadow  # the reference's EMAHelper: {parameter name: average}
+        pairs = [(shadow[n], p.detach()) for n, p in self._root.named_parameters() if n in shadow]
+        if not pairs:
+            return None
+        averages, weights = zip(*pairs, strict=True)
+        diff = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
+            torch._foreach_sub(list(averages), list(weights)))))  # fmt: skip
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(weights))))
+        return {self.name: diff / norm}

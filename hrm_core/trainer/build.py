@@ -12,23 +12,25 @@ from torch import nn
 
 from hrm_core.config import TrainConfig
 from hrm_core.data import DatasetMetadata
-from hrm_core.model import HRMConfig
-from hrm_core.optim import AdamAtan2, CastedSparseEmbeddingSignSGD
+from hrm_core.model import HRMConfig, model_config
+from hrm_core.optim import AdamAtan2, CastedSparseEmbeddingSignSGD, WeightEMA
 
 
 def hrm_config_for(cfg: TrainConfig, meta: DatasetMetadata, micro_batch: int) -> HRMConfig:
-    """The model's config: the `arch.*` keys plus the sizes that come from the data."""
+    """The model's config (an HRMConfig, or a TRMConfig for arch=trm): the `arch.*` keys plus
+    the sizes that come from the data."""
     arch = cfg.arch.model_dump()
     arch.pop("name")
     forward_dtype = "auto" if cfg.forward_dtype == "auto" else cfg.forward_dtype
-    return HRMConfig.from_dict(
+    return model_config(
+        cfg.arch.name,
         {
             "arch": {**arch, "forward_dtype": forward_dtype},
             "vocab_size": meta.vocab_size,
             "seq_len": meta.seq_len,
             "num_puzzle_identifiers": meta.num_puzzle_identifiers,
             "batch_size": micro_batch,
-        }
+        },
     )
 
 
@@ -161,6 +163,13 @@ class Network:
     opt: AdamAtan2
     emb_opt: CastedSparseEmbeddingSignSGD | None
     grads: Any  # FlatGradients
+    ema: WeightEMA | None = None  # ema=true: the weights' moving average, evaluated
+
+    def eval_weights(self) -> Any:
+        """Context: the weights evaluation uses (the moving average when there is one)."""
+        import contextlib
+
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
     @property
     def emb(self) -> Any:
@@ -184,7 +193,9 @@ def build_network(cfg: TrainConfig, data: TrainData, info: Any, device: torch.de
     loss_head = ACTLossHead(model, cfg.arch.loss_type)
     step_fn = torch.compile(loss_head, dynamic=False) if cfg.compile else loss_head
     opt, emb_opt = build_optimizers(model, cfg)
-    return Network(model, loss_head, step_fn, opt, emb_opt, FlatGradients(model.parameters()))
+    ema = WeightEMA(model, cfg.ema_rate) if cfg.ema else None
+    grads = FlatGradients(model.parameters())
+    return Network(model, loss_head, step_fn, opt, emb_opt, grads, ema)
 
 
 TRAINER_METRICS = ("grad/norm", "nonfinite/count", "sys/mem_peak_bytes")
@@ -202,7 +213,7 @@ def make_probe(cfg: TrainConfig, net: Network) -> Any:
 
     return Probe(
         model=net.model,
-        optimizers={"model": net.opt, "puzzle_emb": net.emb_opt},
+        optimizers={"model": net.opt, "puzzle_emb": net.emb_opt, "ema": net.ema},
         every=cfg.probe.every,
         tensor_every=cfg.probe.tensor_every,
         halt_max_steps=cfg.arch.halt_max_steps,

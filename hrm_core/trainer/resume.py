@@ -61,6 +61,11 @@ def resume(
     net.opt.load_state_dict(loaded.optimizers["model"])
     if net.emb_opt is not None and loaded.optimizers.get("puzzle_emb") is not None:
         net.emb_opt.load_state_dict(loaded.optimizers["puzzle_emb"])
+    if net.ema is not None:
+        if loaded.optimizers.get("ema") is not None:
+            net.ema.load_state_dict(loaded.optimizers["ema"])
+        else:  # ema switched on at this restart: the average starts from the loaded weights
+            net.ema.reset()
     out = Resumed(step=loaded.step, path=found, skips=list(state.get("skips", [])))
     overridden = restart_overrides(state.get("config", {}), config_dict)
     hot.update({k: v for k, v in state.get("hot", {}).items() if k not in overridden})

@@ -79,6 +79,7 @@ class Saver:
             optimizers=lambda: {
                 "model": net.opt.state_dict(),
                 "puzzle_emb": None if net.emb_opt is None else net.emb_opt.state_dict(),
+                "ema": None if net.ema is None else net.ema.state_dict(),
             },
             rank_state={
                 "rng": ckpt.capture_rng(self.device),

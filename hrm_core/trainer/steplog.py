@@ -35,15 +35,20 @@ PER_SEQUENCE = ("lm_loss", "q_halt_loss", "q_continue_loss")
 """Divided by the batch (every slot trains); the others by `count` (sequences that halted)."""
 
 
-def train_means(sums: Mapping[str, float], batch_size: int) -> dict[str, float]:
+def train_means(
+    sums: Mapping[str, float], batch_size: int, q_continue: bool = True
+) -> dict[str, float]:
     """Sums -> the logged train/* values.
 
     Losses: per-sequence means over the batch (`batch_size` is this rank's local batch for the
     per-rank telemetry, the global batch for the reduced console/W&B values). Accuracies and
     steps: means over the sequences that halted this step, omitted when none halted (the
     reference logged 0, which reads like a collapse). train/count: how many halted.
+    `q_continue` False (TRM's simplified halting): no train/q_continue_loss, which would be 0.
     """
     out = {f"train/{k}": sums[k] / batch_size for k in PER_SEQUENCE}
+    if not q_continue:
+        del out["train/q_continue_loss"]
     count = sums["count"]
     if count > 0:
         for k in ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps"):

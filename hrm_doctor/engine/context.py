@@ -1,9 +1,12 @@
-"""What a rule may know about a run besides its metrics: config, meta, task and recipe.
+"""What a rule may know about a run besides its metrics: config, meta, task, architecture and
+recipe.
 
 Names in rule expressions resolve here: a dotted config key (``lr``, ``arch.halt_max_steps``,
-also written ``cfg.lr``), ``meta.*``, ``task`` (sudoku, maze, arc or unknown), ``recipe.*``
-(the recipe the run was made from: the `recipe` block hrm-train's presets write into the
-config, else the published recipe of the task, HRM_NOTES.md), ``fit.*`` (the recipe fitted to
+also written ``cfg.lr``), ``meta.*``, ``task`` (sudoku, maze, arc or unknown),
+``architecture`` (hrm, trm or unknown: hrm-train's ``arch.name`` or the reference trainers'
+model class), ``recipe.*`` (the recipe the run was made from: the `recipe` block hrm-train's
+presets write into the config, else the published recipe of the task for that architecture:
+HRM's README for HRM, TinyRecursiveModels' README for TRM), ``fit.*`` (the recipe fitted to
 this run: ``fit.lr`` at the run's batch size, ``fit.lr_warmup_steps`` at most a tenth of the
 run) and ``world_size``.
 """
@@ -19,7 +22,8 @@ from hrm_doctor.engine.expr import MissingName
 
 @dataclass(frozen=True)
 class Recipe:
-    """A published HRM recipe (sapientinc/HRM README), the anchor for suggested overrides."""
+    """A published recipe (sapientinc/HRM or TinyRecursiveModels README), the anchor for
+    suggested overrides."""
 
     name: str
     lr: float
@@ -31,6 +35,9 @@ class Recipe:
     global_batch_size: int
     eval_interval: int
     lr_warmup_steps: int = 2000
+    ema: bool = False
+    """The recipe evaluates an exponential moving average of the weights (TRM: all of them)."""
+    ema_rate: float = 0.999
 
     def get(self, key: str) -> Any:
         if not hasattr(self, key):
@@ -53,6 +60,8 @@ class Recipe:
                 int(block["global_batch_size"]),
                 int(block["eval_interval"]),
                 int(block.get("lr_warmup_steps", 2000)),
+                bool(block.get("ema", False)),
+                float(block.get("ema_rate", 0.999)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -70,12 +79,56 @@ RECIPES: dict[str, Recipe] = {
 WARMUP_SHARE_MAX = 0.1
 
 
+TRM_RECIPES: dict[str, Recipe] = {
+    # TinyRecursiveModels README: Sudoku-Extreme (mlp_t) and Maze-Hard at 50000 epochs, eval
+    # every 5000, lr and emb lr 1e-4, weight decays 1.0; ARC-1/2 with ConceptARC on the
+    # defaults (lr 1e-4, emb lr 1e-2, wd 0.1); EMA 0.999 everywhere.
+    "sudoku": Recipe(
+        "TRM Sudoku-Extreme 1k", 1e-4, 1e-4, 1e-4, 1e-4, 1.0, 1.0, 768, 5000, ema=True
+    ),
+    "maze": Recipe("TRM Maze-Hard 30x30", 1e-4, 1e-4, 1e-4, 1e-4, 1.0, 1.0, 768, 5000, ema=True),
+    "arc": Recipe(
+        "TRM ARC-1 / ARC-2 + ConceptARC", 1e-4, 1e-4, 1e-4, 1e-2, 0.1, 0.1, 768, 10000, ema=True
+    ),  # fmt: skip
+}
+ARCHITECTURES = ("hrm", "trm")
+
+
+def detect_architecture(config: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    """hrm, trm or unknown: hrm-train's `arch.name` (hrm_v1, trm), the reference trainers'
+    (`recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1`, `...hrm@Hierarchical...`),
+    or TRM-only arch keys; a run with no arch at all is unknown."""
+    for source in (meta.get("architecture"), config.get("architecture")):
+        if isinstance(source, str) and source.lower() in ARCHITECTURES:
+            return source.lower()
+    try:
+        arch = lookup_dotted(config, "arch")
+    except MissingName:
+        arch = None
+    if isinstance(arch, str):  # a flat config: arch is the name itself
+        arch = {"name": arch}
+    if not isinstance(arch, Mapping):
+        flat = {k[len("arch.") :]: v for k, v in config.items() if k.startswith("arch.")}
+        arch = flat or None
+    if arch is None:
+        return "unknown"
+    name = str(arch.get("name", "")).lower()
+    module = name.split("@")[0].split(".")[-1]  # trm, trm_singlez, trm_hier6, hrm_v1, hrm
+    if module.startswith("trm") or "tinyrecursive" in name:
+        return "trm"
+    if "mlp_t" in arch or "no_ACT_continue" in arch:
+        return "trm"
+    return "hrm"
+
+
 def detect_task(config: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     """sudoku, maze, arc or unknown, from an explicit `task` key or the data path's name."""
     for source in (meta.get("task"), config.get("task")):
         if isinstance(source, str) and source.lower() in RECIPES:
             return source.lower()
-    path = str(config.get("data_path") or meta.get("data_path") or "").lower()
+    paths = config.get("data_paths")  # the reference TRM trainer: a list of dataset dirs
+    first = paths[0] if isinstance(paths, list) and paths else None
+    path = str(config.get("data_path") or first or meta.get("data_path") or "").lower()
     for task in ("sudoku", "maze", "arc"):
         if task in path:
             return task
@@ -108,14 +161,20 @@ class RunContext:
         return detect_task(self.config, self.meta)
 
     @property
+    def architecture(self) -> str:
+        return detect_architecture(self.config, self.meta)
+
+    @property
     def recipe(self) -> Recipe | None:
-        """The run's own recipe (hrm-train presets record it), else the task's published one."""
+        """The run's own recipe (hrm-train presets record it), else the task's published one
+        for the run's architecture."""
         block = self.config.get("recipe")
         if isinstance(block, Mapping):
             own = Recipe.from_config(block)
             if own is not None:
                 return own
-        return RECIPES.get(self.task)
+        recipes = TRM_RECIPES if self.architecture == "trm" else RECIPES
+        return recipes.get(self.task)
 
     def fit(self, key: str) -> Any:
         """The recipe fitted to this run: `lr` scaled to the run's batch size (the square root
@@ -141,6 +200,8 @@ class RunContext:
     def lookup(self, name: str) -> Any:
         if name == "task":
             return self.task
+        if name == "architecture":
+            return self.architecture
         if name == "world_size":
             return self.world_size
         if name.startswith("fit."):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from hrm_doctor._io import atomic_write_json, read_json
 from hrm_doctor.errors import UserError
 from hrm_doctor.interop.mapping import META_NAMES, NameMap
@@ -21,10 +23,22 @@ CURSOR_FILE = "import.json"
 
 
 @dataclass
+class Columns:
+    """Rows by column (a fast adapter's output): `values[i, j]` is `names[j]` at row i where
+    `present[i, j]`; `steps[i]` is -1 where the source gave no step."""
+
+    steps: np.ndarray
+    names: list[str]
+    values: np.ndarray
+    present: np.ndarray
+
+
+@dataclass
 class Batch:
-    """What a source adapter found since its cursor."""
+    """What a source adapter found since its cursor: `rows` one by one, or `columns`."""
 
     rows: list[tuple[int | None, dict[str, float]]] = field(default_factory=list)
+    columns: Columns | None = None
     config: dict[str, Any] | None = None  # config keys set or changed
     summary: dict[str, Any] | None = None  # the source's run summary (W&B), latest values
     meta: dict[str, Any] = field(default_factory=dict)  # facts about the source run
@@ -100,13 +114,16 @@ class Importer:
         if batch.config:
             self._config.update(batch.config)
         writer = self._writer
-        if writer is None and (batch.rows or batch.config or batch.meta or changed):
+        has_rows = bool(batch.rows) or (batch.columns is not None and len(batch.columns.steps))
+        if writer is None and (has_rows or batch.config or batch.meta or changed):
             writer = self._open_writer(batch.meta)
         elif writer is not None and batch.config:
             atomic_write_json(self.run_dir / "config.json", self._config)
         last = self.last_step
         written = dropped = 0
         meta_fields: dict[str, Any] = {}
+        if batch.columns is not None:
+            last, written, dropped = self._write_columns(writer, batch.columns, meta_fields)
         for step, values in batch.rows:
             step = last + 1 if step is None else step
             if step < last:  # the source went back in time (a restart): W&B refuses it too
@@ -149,6 +166,60 @@ class Importer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / CURSOR_FILE, self.state)
         return written
+
+    def _write_columns(
+        self, writer: Any, cols: Columns, meta_fields: dict[str, Any]
+    ) -> tuple[int, int, int]:
+        """The column path of `_apply`, with the same rules: rows without a step follow the
+        previous one, rows going back in time are dropped, meta names go to meta.json."""
+        last = self.last_step
+        steps = cols.steps.copy()
+        for i in np.nonzero(steps < 0)[0]:  # rare: rows the source gave no step
+            steps[i] = (steps[i - 1] if i else last) + 1
+        targets = [None if n in META_NAMES else self.name_map(n) for n in cols.names]
+        for j, name in enumerate(cols.names):
+            if name in META_NAMES and cols.present[:, j].any():
+                value = float(cols.values[cols.present[:, j], j][-1])
+                meta_fields[name] = int(value) if value.is_integer() else value
+        wanted = [j for j, t in enumerate(targets) if t is not None]
+        monotonic = len(steps) < 2 or bool((np.diff(steps) > 0).all())
+        if not monotonic or len({targets[j] for j in wanted}) < len(wanted):
+            return self._write_rows_of(writer, cols, steps, targets, last)  # the general rules
+        keep = steps >= last
+        present, values = cols.present[keep][:, wanted], cols.values[keep][:, wanted]
+        dropped = int((~keep).sum())
+        has = present.any(axis=1)
+        steps, present, values = steps[keep][has], present[has], values[has]
+        if not len(steps):
+            return last, 0, dropped
+        written = int((np.diff(np.concatenate(([last], steps))) != 0).sum())
+        names = [targets[j] for j in wanted]
+        # Consecutive rows with the same metrics go to the writer as one block.
+        pattern = np.unique(np.packbits(present, axis=1), axis=0, return_inverse=True)[1]
+        cuts = np.nonzero(np.diff(pattern.ravel()))[0] + 1
+        for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(steps)]))):
+            mask = present[a]
+            block_names = [n for n, m in zip(names, mask, strict=True) if m]
+            writer.log_block(block_names, steps[a:b], values[a:b][:, mask])
+        return int(steps[-1]), written, dropped
+
+    def _write_rows_of(
+        self, writer: Any, cols: Columns, steps: np.ndarray, targets: list, last: int
+    ) -> tuple[int, int, int]:
+        written = dropped = 0
+        for i, step in enumerate(steps.tolist()):
+            if step < last:
+                dropped += 1
+                continue
+            row: dict[str, float] = {}
+            for j, target in enumerate(targets):
+                if target is not None and cols.present[i, j]:
+                    row[target] = float(cols.values[i, j])  # a later name wins
+            if row:
+                writer.log(row, step=step)
+                written += step != last
+                last = step
+        return last, written, dropped
 
     def close(self) -> None:
         if self._writer is not None:

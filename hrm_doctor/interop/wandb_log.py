@@ -6,7 +6,8 @@ version), then 32 KiB blocks of records, each with a 7-byte header (CRC-32, leng
 FIRST / MIDDLE / LAST); a block with fewer than 7 bytes left is zero-padded. Unlike LevelDB the
 checksum is the plain IEEE CRC-32 (zlib's) of the type byte and the data, not a masked CRC-32C:
 verified against runs written by wandb 0.31.0. The payloads are ``wandb_internal_pb2.Record``
-messages, decoded with the installed wandb's own classes (imported lazily: wandb is heavy).
+messages: history and summary records by numpy over their bytes (wandb_fast), the few others
+by a small wire-format reader here (tested against wandb's own protobuf classes).
 """
 
 from __future__ import annotations
@@ -85,39 +86,44 @@ def read_records(path: Path, offset: int = 0, max_bytes: int = 16 << 20) -> Chun
         data = f.read(max_bytes)
         at_eof = len(data) < max_bytes or not f.read(1)
     chunk = Chunk(end_offset=offset, at_eof=at_eof)
+    # The hot loop (one pass per record, 300k for 100k steps): locals only.
+    unpack, crc32, type_crc, head = RECORD_HEADER.unpack_from, zlib.crc32, _TYPE_CRC, 7
+    records = chunk.records
+    append = records.append
     pos = 0  # position in `data`; file offset = offset + pos
+    end = offset  # file offset after the last complete record
     n = len(data)
     pieces: list[bytes] = []
     while True:
-        file_pos = offset + pos
-        left_in_block = BLOCK_SIZE - file_pos % BLOCK_SIZE
-        if left_in_block < RECORD_HEADER.size:  # zero padding at the end of a block
+        left_in_block = BLOCK_SIZE - (offset + pos) % BLOCK_SIZE
+        if left_in_block < head:  # zero padding at the end of a block
             if pos + left_in_block > n:
                 break
             pos += left_in_block
             continue
-        if pos + RECORD_HEADER.size > n:
+        if pos + head > n:
             break
-        crc, length, rtype = RECORD_HEADER.unpack_from(data, pos)
+        crc, length, rtype = unpack(data, pos)
         if crc == 0 and length == 0 and rtype == 0:
             # Pre-allocated or zero-filled tail (never a real record): treat as not yet written.
             break
-        if rtype not in _TYPE_CRC or length > left_in_block - RECORD_HEADER.size:
+        file_pos = offset + pos
+        if rtype not in type_crc or length > left_in_block - head:
             raise WandbLogError(
                 f"{path}: corrupt W&B log at byte {file_pos} (record type {rtype}, length {length})"
             )
-        start = pos + RECORD_HEADER.size
-        if start + length > n:
-            break
-        payload = data[start : start + length]
-        if zlib.crc32(payload, _TYPE_CRC[rtype]) != crc:
-            raise WandbLogError(f"{path}: corrupt W&B log at byte {file_pos} (checksum mismatch)")
+        start = pos + head
         pos = start + length
+        if pos > n:
+            break
+        payload = data[start:pos]
+        if crc32(payload, type_crc[rtype]) != crc:
+            raise WandbLogError(f"{path}: corrupt W&B log at byte {file_pos} (checksum mismatch)")
         if rtype == FULL:
             if pieces:
                 raise WandbLogError(f"{path}: corrupt W&B log at byte {file_pos} (FULL in FIRST)")
-            chunk.records.append(payload)
-            chunk.end_offset = offset + pos
+            append(payload)
+            end = offset + pos
         elif rtype == FIRST:
             if pieces:
                 raise WandbLogError(f"{path}: corrupt W&B log at byte {file_pos} (FIRST twice)")
@@ -128,9 +134,10 @@ def read_records(path: Path, offset: int = 0, max_bytes: int = 16 << 20) -> Chun
             pieces.append(payload)
         else:  # LAST
             pieces.append(payload)
-            chunk.records.append(b"".join(pieces))
+            append(b"".join(pieces))
             pieces = []
-            chunk.end_offset = offset + pos
+            end = offset + pos
+    chunk.end_offset = end
     chunk.partial_tail = (
         at_eof and chunk.end_offset < offset + n and any(data[chunk.end_offset - offset :])
     )
@@ -154,8 +161,61 @@ class RunInfo:
     config: dict[str, Any]
 
 
-def _item_key(item: Any) -> str:
-    return item.key if item.key else "/".join(item.nested_key)
+def wire_fields(data: bytes) -> dict[int, list[Any]]:
+    """Protobuf wire format -> {field number: [values]} (varints and fixed as ints, lengths as
+    bytes). A few dozen records per run go this way (run, config, header, exit, and the odd
+    history or summary record the numpy path leaves): wandb's own classes would cost importing
+    wandb (half a second) for them. Tested against those classes."""
+    out: dict[int, list[Any]] = {}
+    pos, n = 0, len(data)
+    while pos < n:
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value, pos = int.from_bytes(data[pos : pos + size], "little"), pos + size
+        else:
+            raise ValueError(f"protobuf wire type {wire} (field {number})")
+        if pos > n:
+            raise ValueError("truncated protobuf message")
+        out.setdefault(number, []).append(value)
+    return out
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def message_field(fields: dict[int, list[Any]], number: int) -> dict[int, list[Any]]:
+    """A submessage field; several occurrences merge (their bytes concatenate)."""
+    return wire_fields(b"".join(fields.get(number, [])))
+
+
+def _text(fields: dict[int, list[Any]], number: int) -> str:
+    values = fields.get(number)
+    return values[-1].decode("utf-8", "replace") if values else ""
+
+
+def _items(fields: dict[int, list[Any]]) -> Iterator[tuple[str, str]]:
+    """(key, value_json) of the items (field 1: key 1, nested_key 2, value_json 16)."""
+    for raw in fields.get(1, []):
+        item = wire_fields(raw)
+        key = _text(item, 1) or "/".join(k.decode("utf-8", "replace") for k in item.get(2, []))
+        yield key, _text(item, 16)
 
 
 def _number(value_json: str) -> float | None:
@@ -174,59 +234,64 @@ def _number(value_json: str) -> float | None:
     return None
 
 
-def _config_updates(items: Any) -> dict[str, Any]:
+def _config_updates(fields: dict[int, list[Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for item in items:
-        key = _item_key(item)
+    for key, value_json in _items(fields):
         if key == "_wandb" or key.startswith("_wandb/"):
             continue
         try:
-            out[key] = json.loads(item.value_json)
+            out[key] = json.loads(value_json)
         except ValueError:
-            out[key] = item.value_json
+            out[key] = value_json
     return out
+
+
+# Record fields (wandb_internal.proto): the kinds hrm-doctor reads.
+_HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT, _HEADER = 2, 3, 5, 17, 18, 21
 
 
 def decode_records(payloads: list[bytes]) -> Iterator[tuple[str, Any]]:
     """Yield ("header", producer_version) | ("run", RunInfo) | ("config", dict) |
     ("history", HistoryRow) | ("summary", dict) | ("exit", exit_code) for the records we use."""
-    from wandb.proto import wandb_internal_pb2 as pb  # heavy: only when reading
-
-    record = pb.Record()
     for payload in payloads:
-        record.Clear()
-        record.ParseFromString(payload)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
+        try:
+            record = wire_fields(payload)
+        except ValueError:
+            raise WandbLogError(
+                f"a W&B record is not a protobuf message ({len(payload)} bytes)"
+            ) from None
+        if _HISTORY in record:
+            history = message_field(record, _HISTORY)
             step: int | None = None
             values: dict[str, float] = {}
-            for item in record.history.item:
-                key = _item_key(item)
+            for key, value_json in _items(history):
                 if key == "_step":
                     try:
-                        step = int(json.loads(item.value_json))
+                        step = int(json.loads(value_json))
                     except (ValueError, TypeError):
                         step = None
                     continue
                 if key.startswith("_"):  # _runtime, _timestamp, _wandb
                     continue
-                value = _number(item.value_json)
+                value = _number(value_json)
                 if value is not None:
                     values[key] = value
-            if step is None and record.history.HasField("step"):
-                step = int(record.history.step.num)
+            if step is None and 2 in history:  # HistoryStep {num = 1}
+                step = int(message_field(history, 2).get(1, [0])[-1])
             yield "history", HistoryRow(step, values)
-        elif kind == "summary":
-            yield "summary", _config_updates(record.summary.update)
-        elif kind == "config":
-            yield "config", _config_updates(record.config.update)
-        elif kind == "run":
-            r = record.run
-            yield "run", RunInfo(r.run_id, r.project, r.entity, _config_updates(r.config.update))
-        elif kind == "header":
-            yield "header", record.header.version_info.producer
-        elif kind == "exit":
-            yield "exit", int(record.exit.exit_code)
+        elif _SUMMARY in record:
+            yield "summary", _config_updates(message_field(record, _SUMMARY))
+        elif _CONFIG in record:
+            yield "config", _config_updates(message_field(record, _CONFIG))
+        elif _RUN in record:
+            run = message_field(record, _RUN)
+            config = _config_updates(message_field(run, 4))
+            yield "run", RunInfo(_text(run, 1), _text(run, 3), _text(run, 2), config)
+        elif _HEADER in record:
+            yield "header", _text(message_field(message_field(record, _HEADER), 1), 1)
+        elif _EXIT in record:
+            code = int(message_field(record, _EXIT).get(1, [0])[-1])
+            yield "exit", code - (1 << 64) if code >= 1 << 63 else code  # int32: sign-extended
 
 
 def find_log_file(src: Path) -> Path | None:

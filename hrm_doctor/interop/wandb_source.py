@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor.errors import UserError
-from hrm_doctor.interop.importer import Batch
+from hrm_doctor.interop.importer import Batch, Columns
 from hrm_doctor.interop.wandb_log import (
     VERIFIED_WANDB_VERSIONS,
     WandbLogError,
@@ -17,7 +17,7 @@ from hrm_doctor.interop.wandb_log import (
     read_records,
 )
 
-# Installed wandb releases whose protobuf Record classes this adapter was verified with.
+# wandb releases whose logs (and, online, whose API) this adapter was verified with.
 SUPPORTED_WANDB = VERIFIED_WANDB_VERSIONS
 RUN_DIR_RE = re.compile(r"^(offline-run|run)-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
 ONLINE_PATH_RE = re.compile(r"^[\w.-]+/[\w.-]+/[\w-]+$")
@@ -31,11 +31,12 @@ def looks_like_wandb_run(src: Path) -> bool:
 
 
 def _require_wandb(src: Path | str) -> str:
-    try:
-        import wandb
-    except ImportError:
+    from importlib import metadata
+
+    try:  # the version only: importing wandb takes a second, the fast path never needs it
+        version = metadata.version("wandb")
+    except metadata.PackageNotFoundError:
         raise UserError(f"{src}: reading W&B runs needs wandb: pip install wandb") from None
-    version = wandb.__version__
     if not version.startswith(tuple(v + "." for v in SUPPORTED_WANDB)):
         import warnings
 
@@ -57,8 +58,7 @@ class WandbRunSource:
 
     def __init__(self, src: str | Path, *, live: bool = False) -> None:
         self.src = Path(src)
-        self.live = live
-        _require_wandb(self.src)
+        self.live = live  # reading a log needs no wandb installed: hrm-doctor decodes it
         self.log_file = self._locate()
         if self.log_file is None and not live:
             if not self.src.exists():
@@ -97,29 +97,95 @@ class WandbRunSource:
             max_bytes *= 4  # one record larger than the read size: read more
         batch = Batch(cursor={"offset": chunk.end_offset}, more=not chunk.at_eof)
         batch.partial_tail = chunk.partial_tail
-        for kind, value in decode_records(chunk.records):
-            if kind == "history":
-                batch.rows.append((value.step, value.values))
-            elif kind == "config":
-                batch.config = {**(batch.config or {}), **value}
-            elif kind == "run":
-                batch.config = {**value.config, **(batch.config or {})}
-                batch.meta.update(
-                    wandb_run_id=value.run_id,
-                    wandb_project=value.project,
-                    wandb_entity=value.entity,
-                )
-            elif kind == "summary":
-                batch.summary = {**(cursor.get("summary") or {}), **(batch.summary or {}), **value}
-            elif kind == "header":
-                batch.meta["wandb_version"] = value
-            elif kind == "exit":
-                batch.exit_code = value
+        columns, slow, summary = _decode_fast(chunk.records)
+        if summary:
+            batch.summary = {**(cursor.get("summary") or {}), **summary}
+        slow_rows: list[tuple[int, int | None, dict[str, float]]] = []
+        for index in slow:
+            for kind, value in decode_records([chunk.records[index]]):
+                self._apply_event(batch, cursor, kind, value, index, slow_rows)
+        batch.columns = _with_rows(columns, slow_rows)
         if batch.summary is not None:
             batch.cursor["summary"] = batch.summary
         elif "summary" in cursor:
             batch.cursor["summary"] = cursor["summary"]
         return batch
+
+    @staticmethod
+    def _apply_event(
+        batch: Batch, cursor: dict[str, Any], kind: str, value: Any, index: int, rows: list
+    ) -> None:
+        """One decoded record of the protobuf path into the batch."""
+        if kind == "history":
+            rows.append((index, value.step, value.values))
+        elif kind == "config":
+            batch.config = {**(batch.config or {}), **value}
+        elif kind == "run":
+            batch.config = {**value.config, **(batch.config or {})}
+            batch.meta.update(
+                wandb_run_id=value.run_id,
+                wandb_project=value.project,
+                wandb_entity=value.entity,
+            )
+        elif kind == "summary":
+            batch.summary = {**(cursor.get("summary") or {}), **(batch.summary or {}), **value}
+        elif kind == "header":
+            batch.meta["wandb_version"] = value
+            if not str(value).startswith(tuple(v + "." for v in SUPPORTED_WANDB)):
+                import warnings
+
+                warnings.warn(
+                    f"this W&B log was written by wandb {value}; hrm-doctor's reader was "
+                    f"verified with wandb {', '.join(SUPPORTED_WANDB)}.x",
+                    stacklevel=2,
+                )
+        elif kind == "exit":
+            batch.exit_code = value
+
+
+def _decode_fast(records: list[bytes]) -> tuple[Any, list[int], dict[str, Any] | None]:
+    """History by column and the merged summary (wandb_fast); the indices of the records left
+    to the protobuf path, in order."""
+    import numpy as np
+
+    from hrm_doctor.interop import wandb_fast as fast
+
+    joined = fast.Joined.of(records)
+    kinds = joined.kinds()
+    block = fast.decode_history(joined, np.nonzero(kinds == fast.HISTORY)[0])
+    summary_idx = np.nonzero(kinds == fast.SUMMARY)[0]
+    summary = fast.merged_summary(joined, summary_idx)
+    slow = set(np.nonzero(kinds == 0)[0].tolist()) | set(block.fallback)
+    if summary is None:  # keys removed: applied one record at a time
+        slow |= set(summary_idx.tolist())
+    return block, sorted(slow), summary
+
+
+def _with_rows(block: Any, rows: list[tuple[int, int | None, dict[str, float]]]) -> Columns:
+    """The fast path's columns with the protobuf path's history rows, in log order."""
+    import numpy as np
+
+    if not rows:
+        return Columns(block.steps, block.names, block.values, block.present)
+    names = list(block.names)
+    for _, _, values in rows:
+        names += [k for k in values if k not in names]
+    col = {n: j for j, n in enumerate(names)}
+    n_rows = len(block.steps) + len(rows)
+    table = np.full((n_rows, len(names)), np.nan)
+    present = np.zeros((n_rows, len(names)), dtype=bool)
+    table[: len(block.steps), : len(block.names)] = block.values
+    present[: len(block.steps), : len(block.names)] = block.present
+    order = list(block.records)
+    steps = list(block.steps)
+    for r, (index, step, values) in enumerate(rows, start=len(block.steps)):
+        order.append(index)
+        steps.append(-1 if step is None else step)
+        for k, v in values.items():
+            table[r, col[k]] = v
+            present[r, col[k]] = True
+    perm = np.argsort(np.asarray(order), kind="stable")
+    return Columns(np.asarray(steps, dtype=np.int64)[perm], names, table[perm], present[perm])
 
 
 class WandbOnlineSource:

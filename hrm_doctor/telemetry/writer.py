@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +254,39 @@ class RunWriter:
                 self._tensors.append((step, name, arr))
         self._last_step = step
 
+    def log_block(self, names: Sequence[str], steps: Any, values: Any) -> None:
+        """Many steps of the same scalar metrics at once (an importer's rows): the same as one
+        `log` per row, validated once. `steps` strictly increasing, from the last step logged
+        on; `values` is (len(steps), len(names))."""
+        if self._closed:
+            raise RuntimeError(f"RunWriter for {self.run_dir} is closed")
+        keys = tuple(names)
+        steps = np.asarray(steps, dtype=np.int64)
+        values = np.ascontiguousarray(values, dtype=np.float32).reshape(len(steps), len(keys))
+        if not len(steps):
+            return
+        if keys not in self._valid_keys:
+            for name in keys:
+                schema.check_metric_name(name)
+            self._valid_keys.add(keys)
+        if steps[0] < max(self._last_step, 0) or (len(steps) > 1 and (np.diff(steps) <= 0).any()):
+            raise ValueError("log_block: steps must increase, from the last step logged on")
+        if steps[0] == self._last_step:  # merges into a step logged before: the general path
+            self.log(dict(zip(keys, values[0].tolist(), strict=True)), step=int(steps[0]))
+            steps, values = steps[1:], values[1:]
+        if not len(steps):
+            return
+        times = np.full(len(steps), time.time())
+        with self._io_lock:  # what was logged before goes first, then the block as one frame
+            with self._lock:
+                rows, tensors = self._rows, self._tensors
+                self._rows, self._tensors = [], []
+            if self._size >= schema.SEGMENT_MAX_BYTES:
+                self._rotate()
+            data = self._encode(rows, tensors) + self._encode_frame(keys, steps, times, values)
+            self._write(data)
+        self._last_step = int(steps[-1])
+
     def _convert(self, metrics: Mapping[str, Any]):
         """The slow path: validate names, convert values, split scalars from 1-D arrays."""
         keys: list[str] = []
@@ -303,6 +336,15 @@ class RunWriter:
                     self._rotate()  # before encoding: the new part declares its own key sets
                 self._write(self._encode(rows, tensors))
 
+    def _encode_frame(self, keys, steps, times, values) -> bytes:
+        """One scalar frame (and the declaration of its key set, the first time)."""
+        head = b""
+        kid = self._keys_ids.get(keys)
+        if kid is None:
+            kid = self._keys_ids[keys] = len(self._keys_ids)
+            head = schema.encode_json_frame(schema.KIND_KEYS, {"id": kid, "names": keys})
+        return head + schema.encode_scalars(kid, steps, times, values)
+
     def _encode(self, rows, tensors) -> bytes:
         chunks: list[bytes] = []
         # Consecutive rows with the same key set become one frame; frames stay in step order,
@@ -311,17 +353,11 @@ class RunWriter:
         for i in range(1, len(rows) + 1):
             if i == len(rows) or rows[i][2] != rows[start][2]:
                 keys = rows[start][2]
-                kid = self._keys_ids.get(keys)
-                if kid is None:
-                    kid = self._keys_ids[keys] = len(self._keys_ids)
-                    chunks.append(
-                        schema.encode_json_frame(schema.KIND_KEYS, {"id": kid, "names": keys})
-                    )
                 block = rows[start:i]
                 values = _rows_to_array(block, len(keys))
                 steps = np.fromiter((r[0] for r in block), dtype=np.int64, count=len(block))
                 times = np.fromiter((r[1] for r in block), dtype=np.float64, count=len(block))
-                chunks.append(schema.encode_scalars(kid, steps, times, values))
+                chunks.append(self._encode_frame(keys, steps, times, values))
                 start = i
         by_name: dict[str, list[tuple[int, np.ndarray]]] = {}
         for step, name, arr in tensors:

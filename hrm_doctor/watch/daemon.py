@@ -185,6 +185,9 @@ class Daemon:
         """One turn of the loop: the runs in `changed` (or every run) read, ticks, safety polls."""
         if self.follower is not None:
             self.follower.update()
+            if self.follower.new_runs:  # W&B's latest-run moved to a new run
+                self.follower.new_runs = False
+                self.discover()
         now = time.time()
         mono = time.monotonic()
         if RESCAN in changed:

@@ -293,5 +293,7 @@ def test_config_from_trainer_dict_and_errors_name_the_key() -> None:
         HRMConfig(**SUDOKU, halt_exploration_prob=1.5)
     with pytest.raises(ConfigError, match=r"^seq_len: missing"):
         HRMConfig.from_dict({"vocab_size": 11})
-    with pytest.raises(ConfigError, match=r"arch\.name: unknown architecture 'trm'"):
+    with pytest.raises(ConfigError, match=r"arch\.name: unknown architecture 'hrm_v2'"):
+        build_model("hrm_v2", cfg)
+    with pytest.raises(ConfigError, match=r"arch\.name: trm needs a TRMConfig"):
         build_model("trm", cfg)

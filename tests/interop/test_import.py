@@ -138,3 +138,48 @@ def test_neither_format_is_a_one_line_error(tb_logdir, tmp_path, capsys):
     assert "corrupt TensorBoard event file" in err
     err = _error(["import", "wandb", "nope/nope", str(tmp_path / "r")], capsys)
     assert "nope/nope" in err
+
+
+def test_reference_trm_run_imported_and_diagnosed_as_trm(wandb_trm_run, tmp_path, capsys):
+    """TinyRecursiveModels' pretrain.py names and config: imported, recognised as TRM (its
+    recipe, its rules), the HRM-only rules skipped with a note."""
+    run = tmp_path / "trm"
+    assert main(["import", "wandb", str(wandb_trm_run), str(run)]) == 0
+    report = explain_json(run, capsys)
+    assert report["steps"] == 100 and nonfinite_steps(report) == [BAD_STEP]
+    ids = {f["rule"] for f in report["findings"]}
+    assert "trm-no-ema" in ids  # the TRM pack knows the run (ema off, unlike the recipes)
+    assert not {"lr-far-from-recipe", "weight-decay-far-from-recipe"} & ids  # the TRM recipe
+    notes = {n["rule"]: n["message"] for n in report["notes"]}
+    assert "q-target-drift" in notes  # no Q-continue target on TRM: said once
+    df = RunReader(run).scalars()
+    assert "train/q_continue_loss" not in df and "train/q_halt_loss" in df
+    assert RunReader(run).meta["num_params"] == 5_028_866
+
+
+def test_import_speed_path_matches_the_protobuf_path(wandb_run, wandb_trm_run):
+    """The numpy decoding of history and summary gives what wandb's protobuf classes give."""
+    from hrm_doctor.interop import wandb_fast
+    from hrm_doctor.interop.wandb_log import decode_records, read_records
+    from hrm_doctor.interop.wandb_source import WandbRunSource, _decode_fast
+
+    for src in (wandb_run, wandb_trm_run):
+        records = read_records(find_log_file(src.resolve())).records
+        block, slow_indices, _ = _decode_fast(records)
+        kinds = wandb_fast.Joined.of(records).kinds()
+        assert len(block.steps) == 100 and not block.fallback  # every history record fast
+        assert not any(kinds[i] == wandb_fast.HISTORY for i in slow_indices)
+        slow = [v for k, v in decode_records(records) if k == "history"]
+        summary: dict = {}
+        for kind, value in decode_records(records):
+            if kind == "summary":
+                summary.update(value)
+        batch = WandbRunSource(src).read_new({}, final=True)
+        cols = batch.columns
+        assert list(cols.steps) == [row.step for row in slow]
+        for i, row in enumerate(slow):
+            got = {n: cols.values[i, j] for j, n in enumerate(cols.names) if cols.present[i, j]}
+            assert got.keys() == row.values.keys()
+            for name, value in row.values.items():
+                assert got[name] == pytest.approx(value, nan_ok=True), (i, name)
+        assert batch.summary == summary

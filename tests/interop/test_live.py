@@ -45,14 +45,21 @@ def test_watch_follows_a_foreign_run_while_it_trains(kind, tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        # Through wandb/latest-run (a link that moves to each new run) `into` is a root with
+        # one directory per run; a TensorBoard logdir converts into `into` itself.
+        run = (
+            _wait_for(lambda: next(into.glob("offline-run-*"), None), 60, "the converted run")
+            if kind == "wandb"
+            else into
+        )
         found = _wait_for(
-            lambda: [f for f in _findings(into / "findings.jsonl") if f["category"] == "nonfinite"],
+            lambda: [f for f in _findings(run / "findings.jsonl") if f["category"] == "nonfinite"],
             60,
             "the nonfinite finding",
         )
         assert writer.poll() is None, "the writer must still be running"
         assert found[0]["first_step"] == BAD_STEP and found[0]["metric"] == "train/lm_loss"
-        cursor = json.loads((into / "import.json").read_text())
+        cursor = json.loads((run / "import.json").read_text())
         assert cursor["format"] == kind and cursor["last_step"] >= BAD_STEP
     finally:
         release.touch()
@@ -60,3 +67,25 @@ def test_watch_follows_a_foreign_run_while_it_trains(kind, tmp_path):
         if watch is not None:
             watch.terminate()
             watch.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_flush_interval_setting_reaches_the_reference_trainer(tmp_path):
+    """docs/interop.md: the reference pretrain.py passes its own wandb.Settings; the environment
+    variable still sets x_transaction_log_flush_interval (15 s by default), with no code change."""
+    code = (
+        "import glob, os, time, wandb\n"
+        f"r = wandb.init(mode='offline', dir={str(tmp_path)!r}, project='p',"
+        " settings=wandb.Settings(x_disable_stats=True))\n"
+        "r.log({'train/lm_loss': 1.0}, step=0)\n"
+        f"f = glob.glob({str(tmp_path / 'wandb' / 'latest-run' / '*.wandb')!r})[0]\n"
+        "deadline = time.monotonic() + 5\n"
+        "while os.path.getsize(f) <= 7 and time.monotonic() < deadline: time.sleep(0.05)\n"
+        "print(r.settings.x_transaction_log_flush_interval, os.path.getsize(f) > 7)\n"
+        "r.finish()\n"
+    )
+    env = {**__import__("os").environ, "WANDB_SILENT": "true",
+           "WANDB__TRANSACTION_LOG_FLUSH_INTERVAL": "0.5"}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.stdout.split()[-2:] == ["0.5", "True"], out.stderr[-2000:]

@@ -30,6 +30,7 @@ CATALOGUE = {
     "act/halt_at_max_frac",
     "act/premature_halt_frac",
     "act/halt_delay_mean",
+    "act/lm_loss_by_step",
     "state/z_H/rms",
     "state/z_L/rms",
     "state/z_H/delta_rms",
@@ -57,7 +58,7 @@ def hooked_step(run, probe, step):
 def test_full_tier_emits_exactly_the_catalogue_every_step(make_run) -> None:
     run = make_run()
     probe = Probe(run.head, run.optimizers, tier="full", every=1, tensor_every=1)
-    assert probe.skipped == {}
+    assert set(probe.skipped) == {"EMADistance"}  # no ema=true here (tests/probe/test_trm.py)
     family = {n for n in probe.names() if n.startswith(GROUP_FAMILIES)}
     assert set(probe.names()) - family == CATALOGUE
     assert {n.split("/", 2)[2] for n in family} == GROUPS
@@ -74,7 +75,7 @@ def test_schedules_every_and_tensor_every(make_run) -> None:
     logged = {step: set(hooked_step(run, probe, step)) for step in range(1, 7)}
     assert logged[1] == logged[5] == set()
     assert "grad/norm" in logged[2] and "act/halt_steps" not in logged[2]
-    assert logged[3] == {"act/q_halt", "act/q_continue", "act/halt_steps"}
+    assert logged[3] == {"act/q_halt", "act/q_continue", "act/halt_steps", "act/lm_loss_by_step"}
     assert "update/ratio/H" in logged[4] and "act/halt_steps" in logged[6]
 
 
