@@ -104,10 +104,6 @@ CASES: tuple[Case, ...] = (
     Case("lr-too-low", "experiment=smoke", ("lr=1e-6",), ("plateau", "vanishing"),
          "A fine-tuning lr (1e-6) left in a from-scratch run: the loss barely moves and the run "
          "looks merely slow."),
-    Case("batch-too-small", "experiment=smoke", ("global_batch_size=4",),
-         ("loss_spike", "explosion", "q_divergence", "halting", "plateau"),
-         "The recipe's lr kept with a 16x smaller batch (one GPU, no lr rescale): noisy "
-         "steps, loss spikes."),
     Case("labels-shuffled", "experiment=smoke", (),
          ("plateau", "vanishing", "data", "halting", "q_divergence"),
          "A data converter that misaligns inputs and labels: nothing to learn.",
