@@ -57,6 +57,13 @@ def ignore_all_labels(src: Path, dst: Path) -> None:
     _copy_with(src, dst, "labels", lambda a, rng: np.full_like(a, ignore))
 
 
+def ids_out_of_range(src: Path, dst: Path) -> None:
+    """Puzzle identifiers past the embedding table (a converter that numbered puzzles from the
+    wrong base, or a dataset.json from another build)."""
+    n = json.loads((src / "train" / "dataset.json").read_text())["num_puzzle_identifiers"]
+    _copy_with(src, dst, "puzzle_identifiers", lambda a, rng: a + n)
+
+
 def _copy_with(src: Path, dst: Path, field_name: str, change: Callable) -> None:
     if dst.exists():
         return
@@ -69,7 +76,7 @@ def _copy_with(src: Path, dst: Path, field_name: str, change: Callable) -> None:
 @dataclass(frozen=True)
 class Case:
     name: str
-    preset: str  # experiment=NAME or task=NAME
+    preset: str  # experiment=NAME or task=NAME, and arch=NAME for another architecture
     knob: tuple[str, ...]  # the Hydra overrides that make it sick
     expect: tuple[str, ...]  # acceptable categories of the doctor's first finding
     story: str  # how HRM users meet it (the reference repo's issue threads, the paper)
@@ -79,7 +86,12 @@ class Case:
 
     @property
     def args(self) -> list[str]:
-        return [self.preset, *self.knob]
+        return [*self.preset.split(), *self.knob]
+
+
+def _slug(preset: str) -> str:
+    """experiment=smoke arch=trm -> smoke-trm: the healthy run's directory."""
+    return "-".join(t.split("=", 1)[1] for t in preset.split())
 
 
 CASES: tuple[Case, ...] = (
@@ -124,6 +136,36 @@ CASES: tuple[Case, ...] = (
          ("plateau", "vanishing", "data", "halting", "q_divergence"),
          "Maze paths paired with the wrong mazes by a converter bug.", data=shuffle_labels,
          heal=False),
+    Case("trm-weight-decay-huge", "experiment=smoke arch=trm", ("weight_decay=100",),
+         ("plateau", "vanishing", "halting"),
+         "TRM's recipe uses weight decay 1.0 (10x HRM's): a further 100x pulls the one tiny "
+         "network to zero and its answer y stops moving."),
+    Case("trm-lr-absurd", "experiment=smoke arch=trm", ("lr=0.1", "lr_warmup_steps=0"),
+         ("explosion", "lr_schedule", "nonfinite"),
+         "HRM's lr habits on TRM (which trains at 1e-4): 100x the smoke lr without warmup; the "
+         "weights run away from their EMA."),
+    Case("trm-weight-decay-high", "experiment=smoke arch=trm", ("weight_decay=10",),
+         ("halting", "plateau", "vanishing"),
+         "TRM's decay of 1.0 taken for a per-step factor and raised: q_halt never climbs above "
+         "zero, every puzzle thinks to the maximum."),
+    Case("trm-ema-too-slow", "experiment=smoke arch=trm", ("ema_rate=0.9999",),
+         ("lr_schedule",),
+         "The paper's ema_rate carried to a run 100x shorter: the evaluated EMA copy stays near "
+         "the initial weights while the live weights learn."),
+    Case("trm-no-ema", "experiment=smoke arch=trm", ("ema=false",), ("lr_schedule",),
+         "EMA off (the TRM paper: less stable, a few points lower); evaluation on the live "
+         "weights."),
+    Case("trm-lr-too-low", "experiment=smoke arch=trm", ("lr=1e-6",), ("plateau", "vanishing"),
+         "A fine-tuning lr on a from-scratch TRM run."),
+)  # fmt: skip
+
+
+# Broken inputs the trainer refuses before step 1 (one line naming the file, exit 2): nothing to
+# diagnose, but a user meets them and must not get a crash mid-run.
+DOOR: tuple[Case, ...] = (
+    Case("puzzle-ids-out-of-range", "experiment=smoke", (), (),
+         "Puzzle ids beyond num_puzzle_identifiers: on the GPU an index error deep in the "
+         "embedding's gather, minutes into the run.", data=ids_out_of_range, heal=False),
 )  # fmt: skip
 
 
@@ -194,7 +236,9 @@ class Outcome:
 
 
 def first_expected(report: dict, expect: tuple[str, ...]) -> dict | None:
-    dynamic = [f for f in report["findings"] if f["category"] != "config"]
+    # from the run's own telemetry: a config check (no metric: made from the config at step 0)
+    # does not count, whatever its category
+    dynamic = [f for f in report["findings"] if f["category"] != "config" and f.get("metric")]
     hits = [f for f in dynamic if f["category"] in expect and f["severity"] != "info"]
     return min(hits, key=lambda f: (f["last_step"], f["first_step"])) if hits else None
 
@@ -243,9 +287,10 @@ class Casebook:
         self._healthy: dict[str, tuple[Path, float | None]] = {}
 
     def data_for(self, case: Case) -> Path:
-        base = self.data_dir / case.preset.split("=", 1)[1]
+        data_preset = case.preset.split()[0]  # the architecture does not change the data
+        base = self.data_dir / data_preset.split("=", 1)[1]
         if not (base / "train" / "dataset.json").exists():  # built by a preflight, as a user would
-            code, _ = run_cmd(train_cmd([case.preset], self.root / ".preflight", base, 0,
+            code, _ = run_cmd(train_cmd([data_preset], self.root / ".preflight", base, 0,
                                         ["preflight=true"]), self.root / "preflight.log", 600)  # fmt: skip
             if code != 0:
                 raise RuntimeError(f"could not build the data of {case.preset}")
@@ -258,11 +303,11 @@ class Casebook:
     def healthy(self, preset: str, seed: int) -> tuple[Path, float | None]:
         key = f"{preset}/{seed}"
         if key not in self._healthy:
-            run = self.root / "healthy" / f"{preset.split('=', 1)[1]}-seed{seed}"
+            run = self.root / "healthy" / f"{_slug(preset)}-seed{seed}"
             data = self.data_for(Case("x", preset, (), (), ""))
             if not (run / "meta.json").exists():
                 run.parent.mkdir(parents=True, exist_ok=True)
-                code, _ = run_cmd(train_cmd([preset], run, data, seed), run.parent / f"{run.name}.log",
+                code, _ = run_cmd(train_cmd(preset.split(), run, data, seed), run.parent / f"{run.name}.log",
                                   self.timeout)  # fmt: skip
                 if code != 0:
                     raise RuntimeError(f"the healthy {preset} run failed: see {run}.log")
@@ -324,6 +369,17 @@ class Casebook:
         out.seconds = round(time.perf_counter() - t0, 1)
         return out
 
+    def at_the_door(self, case: Case) -> dict:
+        """Run a broken input; the trainer must refuse it at once with one line and exit 2."""
+        run = self.root / "door" / case.name
+        shutil.rmtree(run, ignore_errors=True)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        log = run.parent / f"{case.name}.log"
+        code, seconds = run_cmd(train_cmd(case.args, run, self.data_for(case), self.seed), log, 300)
+        lines = [x for x in log.read_text().splitlines() if x.strip()]
+        return {"case": case.name, "exit_code": code, "seconds": round(seconds, 1),
+                "message": lines[-1] if lines else "", "refused": code == 2}  # fmt: skip
+
     def healthy_check(self, presets: list[str], seeds: list[int]) -> list[dict]:
         rows = []
         for preset in presets:
@@ -357,7 +413,9 @@ def tally(outcomes: list[Outcome]) -> tuple[int, int, int, int]:
     return sum(o.caught for o in sick), len(sick), sum(o.healed for o in healed), len(healed)
 
 
-def write_markdown(path: Path, outcomes: list[Outcome], healthy: list[dict], meta: dict) -> None:
+def write_markdown(
+    path: Path, outcomes: list[Outcome], healthy: list[dict], door: list[dict], meta: dict
+) -> None:
     caught, n_sick, healed, n_heal = tally(outcomes)
     lines = [
         "# The casebook",
@@ -414,8 +472,15 @@ def write_markdown(path: Path, outcomes: list[Outcome], healthy: list[dict], met
         lines.append(
             f"| {h['preset']} | {h['seed']} | {acc} | {', '.join(h['warnings_or_worse']) or 'none'} | {', '.join(h['infos']) or 'none'} |"
         )
+    if door:
+        lines += ["", "## Refused before the first step", "",
+                  "Broken inputs the trainer turns away at once (one line, exit 2), so no run "
+                  "is wasted on them:", "",
+                  "| case | exit | what the user reads |", "|---|---|---|"]  # fmt: skip
+        for d in door:
+            lines.append(f"| {d['case']} | {d['exit_code']} | `{d['message']}` |")
     lines += ["", "## The cases", ""]
-    for c in CASES:
+    for c in (*CASES, *DOOR):
         lines.append(f"- **{c.name}** (`{c.preset} {' '.join(c.knob)}`): {c.story}")
     path.write_text("\n".join(lines) + "\n")
 
@@ -450,6 +515,13 @@ def main() -> int:
               f"{(f['id'] + ' ' + f['severity'] + ' made at ' + str(f['made_at'])) if f else ', '.join(o.first_findings)}"
               f" | sick={o.manifest} healed={o.healed} acc healthy/sick/cured={o.healthy_acc}/{o.sick_acc}/{o.cured_acc} "
               f"{o.cure} ({o.seconds:.0f} s)", flush=True)  # fmt: skip
+    door = [book.at_the_door(c) for c in DOOR if not args.cases or c.name in args.cases]
+    for d in door:
+        print(
+            f"{d['case']:<22} {'refused' if d['refused'] else 'NOT REFUSED'} "
+            f"(exit {d['exit_code']}, {d['seconds']} s): {d['message']}",
+            flush=True,
+        )
     healthy = []
     if not args.no_healthy:
         presets = sorted({c.preset for c in cases})
@@ -464,11 +536,12 @@ def main() -> int:
         "minutes": minutes,
     }
     json_path = args.json or args.root / "casebook.json"
-    outcomes, healthy = merge_earlier(json_path, outcomes, healthy)
-    result = {"meta": meta, "cases": [asdict(o) for o in outcomes], "healthy": healthy}
+    outcomes, healthy, door = merge_earlier(json_path, outcomes, healthy, door)
+    result = {"meta": meta, "cases": [asdict(o) for o in outcomes], "healthy": healthy,
+              "door": door}  # fmt: skip
     json_path.write_text(json.dumps(result, indent=1))
     if args.md:
-        write_markdown(args.md, outcomes, healthy, meta)
+        write_markdown(args.md, outcomes, healthy, door, meta)
     caught, n_sick, healed, n_heal = tally(outcomes)
     print(f"recall {caught}/{n_sick}; heal rate {healed}/{n_heal}; "
           f"healthy runs with a warning or worse: {sum(bool(h['warnings_or_worse']) for h in healthy)}/{len(healthy)}; "
@@ -477,12 +550,12 @@ def main() -> int:
 
 
 def merge_earlier(
-    path: Path, outcomes: list[Outcome], healthy: list[dict]
-) -> tuple[list[Outcome], list[dict]]:
+    path: Path, outcomes: list[Outcome], healthy: list[dict], door: list[dict]
+) -> tuple[list[Outcome], list[dict], list[dict]]:
     """This run's outcomes over an earlier run's (same file), in the order of CASES: re-running
     a few cases keeps the others' results in the report."""
     if not path.exists():
-        return outcomes, healthy
+        return outcomes, healthy, door
     earlier = json.loads(path.read_text())
     by_name = {d["case"]: Outcome(**d) for d in earlier.get("cases", [])}
     by_name.update({o.case: o for o in outcomes})
@@ -490,13 +563,18 @@ def merge_earlier(
     merged = [by_name[n] for n in order if n in by_name]
     runs = {(h["preset"], h["seed"]): h for h in earlier.get("healthy", [])}
     runs.update({(h["preset"], h["seed"]): h for h in healthy})
-    return merged, sorted(runs.values(), key=lambda h: (h["preset"], h["seed"]))
+    doors = {d["case"]: d for d in earlier.get("door", [])}
+    doors.update({d["case"]: d for d in door})
+    return (merged, sorted(runs.values(), key=lambda h: (h["preset"], h["seed"])),
+            [doors[c.name] for c in DOOR if c.name in doors])  # fmt: skip
 
 
 def _at_gpu_scale(case: Case) -> Case:
     """The same knob on a paper-like preset (a GPU, minutes to hours)."""
-    preset = {"experiment=smoke": "task=sudoku_extreme_1k",
-              "experiment=smoke_maze": "task=maze_30x30_hard_1k"}.get(case.preset, case.preset)  # fmt: skip
+    first, *arch = case.preset.split()
+    first = {"experiment=smoke": "task=sudoku_extreme_1k",
+             "experiment=smoke_maze": "task=maze_30x30_hard_1k"}.get(first, first)  # fmt: skip
+    preset = " ".join([first, *arch])
     return Case(case.name, preset, (*case.knob, "max_steps=3000"), case.expect, case.story,
                 case.data, case.heal, case.ci)  # fmt: skip
 

@@ -112,6 +112,7 @@ def test_installed_package_finds_the_builtin_packs_and_tests(installed):
 
     site, run = installed
     packs = {r["pack"] for r in json.loads(run("-m", "hrm_doctor", "rules", "list", "--json"))}
-    assert packs == {"config", "core", "act", "hierarchy", "puzzle_emb", "distributed", "perf"}
+    hrm = {"config", "core", "act", "hierarchy", "puzzle_emb", "distributed", "perf"}
+    assert packs == hrm | {"trm"}
     assert run("-c", "import rules; print(rules.pack_files()[0])").startswith(str(site))
-    assert int(run("-c", "import rules; print(len(rules.test_files()))")) >= 7
+    assert int(run("-c", "import rules; print(len(rules.test_files()))")) >= 8
