@@ -15,9 +15,18 @@ Each case is a shipped preset plus one knob (or a broken data set, or a bad rank
 and healthy runs of each preset (several seeds) must give no warning or critical finding.
 Results go to a JSON file and to docs/casebook.md.
 
-Usage: python bench/casebook.py [--cases NAME...] [--seeds 1] [--healthy-seeds 3]
+Distributed cases run under `torchrun --nproc_per_node=2` (gloo on the CPU): a slow rank (one
+rank's process stopped and resumed by signals, cpulimit's way, so it runs 30 % of the time;
+sick when its steps are slower than the healthy 2-rank run's) and one rank reading a stale copy
+of the data (`data_path=DIR/${oc.env:LOCAL_RANK}`, each rank its own link). Broken inputs the
+trainer refuses before step 1 (exit 2, one line) are listed apart ("at the door").
+
+Usage: python bench/casebook.py [--cases NAME...] [--seed 0] [--healthy-seeds 0 1 2]
        [--root runs/casebook] [--md docs/casebook.md] [--img docs/img/casebook] [--json FILE]
-       [--no-heal] [--scale cpu|gpu]
+       [--no-heal] [--no-healthy] [--scale cpu|gpu]
+       python bench/casebook.py --combine A.json B.json ... [--json FILE] [--md docs/casebook.md]
+Shards (disjoint --cases, each with its own --json, the same --root) run side by side on a
+machine with cores to spare; --combine then writes the one casebook.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -83,15 +93,19 @@ class Case:
     data: Callable[[Path, Path], None] | None = None  # breaks the data set
     heal: bool = True  # counted in the heal rate (a broken data set is not healed by a patch)
     ci: bool = False  # in the test suite's subset
+    ranks: int = 1  # >1: torchrun --nproc_per_node=ranks (gloo on the CPU)
+    broken_rank: int | None = None  # only this rank reads the broken data (a stale node-local copy)
+    throttle: float | None = None  # the last rank runs this share of the time (SIGSTOP/SIGCONT)
+    sick_when: str = "accuracy"  # or "speed": sick when steps/s fall below 90 % of healthy
 
     @property
     def args(self) -> list[str]:
         return [*self.preset.split(), *self.knob]
 
 
-def _slug(preset: str) -> str:
+def _slug(preset: str, ranks: int = 1) -> str:
     """experiment=smoke arch=trm -> smoke-trm: the healthy run's directory."""
-    return "-".join(t.split("=", 1)[1] for t in preset.split())
+    return "-".join(t.split("=", 1)[1] for t in preset.split()) + (f"-{ranks}ranks" * (ranks > 1))
 
 
 CASES: tuple[Case, ...] = (
@@ -160,6 +174,19 @@ CASES: tuple[Case, ...] = (
 )  # fmt: skip
 
 
+DISTRIBUTED: tuple[Case, ...] = (
+    Case("slow-rank", "experiment=smoke", (), ("distributed", "throughput"),
+         "One rank on a host shared with another job (here: stopped and resumed by signals so "
+         "that it runs 30 % of the time, as cpulimit does): every step waits for it.",
+         heal=False, ranks=2, throttle=0.3, sick_when="speed"),
+    Case("stale-data-one-rank", "experiment=smoke", (), ("distributed", "data", "plateau"),
+         "Node-local copies of the data set, one of them stale (labels misaligned): one rank "
+         "trains on another task and pulls the shared weights away.",
+         data=shuffle_labels, heal=False, ranks=2, broken_rank=1),
+)  # fmt: skip
+CASES = CASES + DISTRIBUTED
+
+
 # Broken inputs the trainer refuses before step 1 (one line naming the file, exit 2): nothing to
 # diagnose, but a user meets them and must not get a crash mid-run.
 DOOR: tuple[Case, ...] = (
@@ -177,17 +204,77 @@ def _env() -> dict[str, str]:
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
 
 
-def run_cmd(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
+def run_cmd(cmd: list[str], log: Path, timeout: float, throttle: float | None = None
+            ) -> tuple[int, float]:  # fmt: skip
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=REPO,
-                           timeout=timeout)  # fmt: skip
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
+        try:
+            if throttle is not None:
+                _throttle_last_rank(p, throttle, t0 + timeout)
+            p.wait(timeout=max(1.0, t0 + timeout - time.perf_counter()))
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
     return p.returncode, time.perf_counter() - t0
 
 
-def train_cmd(args: list[str], run_dir: Path, data: Path, seed: int, extra=()) -> list[str]:
-    return [str(BIN / "hrm-train"), *args, f"run_dir={run_dir}", f"data_path={data}",
-            f"seed={seed}", *extra]  # fmt: skip
+def _throttle_last_rank(p: subprocess.Popen, share: float, deadline: float) -> None:
+    """Let the highest local rank of `p`'s processes run `share` of the time, in 100 ms periods
+    (cpulimit's method: SIGSTOP, then SIGCONT), until `p` ends."""
+    period, pid = 0.1, None
+    while p.poll() is None and time.perf_counter() < deadline:
+        pid = pid or _last_rank_pid(p.pid)
+        if pid is None:
+            time.sleep(0.2)
+            continue
+        try:
+            time.sleep(period * share)
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(period * (1 - share))
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pid = None
+
+
+def _last_rank_pid(root: int) -> int | None:
+    """The trainer process with the highest LOCAL_RANK below `root` (torchrun's children)."""
+    best: tuple[int, int] | None = None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        rank = next((int(e[11:]) for e in env if e.startswith(b"LOCAL_RANK=")), None)
+        if rank is not None and _descends(int(proc.name), root):
+            best = max(best or (rank, int(proc.name)), (rank, int(proc.name)))
+    return best[1] if best else None
+
+
+def _descends(pid: int, root: int) -> bool:
+    for _ in range(8):
+        if pid == root:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid <= 1:
+            return False
+    return False
+
+
+def train_cmd(args: list[str], run_dir: Path, data: Path | str, seed: int, extra=(),
+              ranks: int = 1) -> list[str]:  # fmt: skip
+    launch = [str(BIN / "hrm-train")]
+    if ranks > 1:
+        launch = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={ranks}",
+                  "--no-python", *launch]  # fmt: skip
+    return [*launch, *args, f"run_dir={run_dir}", f"data_path={data}", f"seed={seed}", *extra]
 
 
 def explain(run_dir: Path) -> dict:
@@ -208,6 +295,15 @@ def final_eval(run_dir: Path) -> float | None:
         return None
     v = df[cols[0]].dropna()
     return float(v.iloc[-1]) if len(v) else None
+
+
+def step_seconds(run_dir: Path) -> float | None:
+    """Median seconds per step of rank 0 (sys/step_time_s)."""
+    from hrm_doctor import RunReader
+
+    df = RunReader(run_dir).scalars(["sys/step_time_s"])
+    v = df[df["rank"] == 0]["sys/step_time_s"].dropna() if "sys/step_time_s" in df else ()
+    return float(np.median(v)) if len(v) else None
 
 
 def live_findings(run_dir: Path) -> list[dict]:
@@ -233,6 +329,7 @@ class Outcome:
     cure: dict = field(default_factory=dict)
     picture: str | None = None
     seconds: float = 0.0
+    step_s: list[float | None] = field(default_factory=list)  # seconds per step: healthy, sick
 
 
 def first_expected(report: dict, expect: tuple[str, ...]) -> dict | None:
@@ -286,7 +383,7 @@ class Casebook:
         self.data_dir = root / "data"
         self._healthy: dict[str, tuple[Path, float | None]] = {}
 
-    def data_for(self, case: Case) -> Path:
+    def data_for(self, case: Case) -> Path | str:
         data_preset = case.preset.split()[0]  # the architecture does not change the data
         base = self.data_dir / data_preset.split("=", 1)[1]
         if not (base / "train" / "dataset.json").exists():  # built by a preflight, as a user would
@@ -298,17 +395,26 @@ class Casebook:
             return base
         broken = self.data_dir / f"{base.name}-{case.name}"
         case.data(base, broken)
-        return broken
+        if case.broken_rank is None:
+            return broken
+        # one path for every rank, resolved by each rank (Hydra's oc.env): rank r reads ranks/r
+        ranks = self.data_dir / f"{base.name}-{case.name}-ranks"
+        ranks.mkdir(exist_ok=True)
+        for r in range(case.ranks):
+            link = ranks / str(r)
+            if not link.is_symlink():
+                link.symlink_to(broken if r == case.broken_rank else base)
+        return f"{ranks}/${{oc.env:LOCAL_RANK}}"
 
-    def healthy(self, preset: str, seed: int) -> tuple[Path, float | None]:
-        key = f"{preset}/{seed}"
+    def healthy(self, preset: str, seed: int, ranks: int = 1) -> tuple[Path, float | None]:
+        key = f"{preset}/{ranks}/{seed}"
         if key not in self._healthy:
-            run = self.root / "healthy" / f"{_slug(preset)}-seed{seed}"
+            run = self.root / "healthy" / f"{_slug(preset, ranks)}-seed{seed}"
             data = self.data_for(Case("x", preset, (), (), ""))
             if not (run / "meta.json").exists():
                 run.parent.mkdir(parents=True, exist_ok=True)
-                code, _ = run_cmd(train_cmd(preset.split(), run, data, seed), run.parent / f"{run.name}.log",
-                                  self.timeout)  # fmt: skip
+                code, _ = run_cmd(train_cmd(preset.split(), run, data, seed, ranks=ranks),
+                                  run.parent / f"{run.name}.log", self.timeout)  # fmt: skip
                 if code != 0:
                     raise RuntimeError(f"the healthy {preset} run failed: see {run}.log")
             self._healthy[key] = (run, final_eval(run))
@@ -323,8 +429,8 @@ class Casebook:
         sick = self.root / "sick" / case.name
         shutil.rmtree(sick, ignore_errors=True)
         sick.parent.mkdir(parents=True, exist_ok=True)
-        run_cmd(train_cmd(case.args, sick, data, self.seed), sick.parent / f"{case.name}.log",
-                self.timeout)  # fmt: skip
+        run_cmd(train_cmd(case.args, sick, data, self.seed, ranks=case.ranks),
+                sick.parent / f"{case.name}.log", self.timeout, case.throttle)  # fmt: skip
         report = explain(sick)
         found = first_expected(report, case.expect)
         out.first_findings = [f"{f['id']} ({f['severity']})" for f in sorted(
@@ -336,16 +442,21 @@ class Casebook:
                                                "last_step", "metric", "message")}  # fmt: skip
             out.found["made_at"] = found["evidence"].get("step", found["last_step"])
             out.picture = picture(sick, found, self.img / f"{case.name}.png", case.name)
-        healthy_run, healthy_acc = self.healthy(case.preset, self.seed)
+        healthy_run, healthy_acc = self.healthy(case.preset, self.seed, case.ranks)
         out.healthy_acc = healthy_acc
-        if healthy_acc is not None:
+        out.step_s = [step_seconds(healthy_run), step_seconds(sick)]
+        if case.sick_when == "speed":  # a slow run is sick however well it learns
+            healthy_s, sick_s = out.step_s
+            if healthy_s and sick_s:
+                out.manifest = sick_s * HEAL_SHARE > healthy_s
+        elif healthy_acc is not None:
             out.manifest = out.sick_acc is None or out.sick_acc < HEAL_SHARE * healthy_acc
         if heal and case.heal and out.manifest is not False:
             cured = self.root / "cured" / case.name
             shutil.rmtree(cured, ignore_errors=True)
             cured.parent.mkdir(parents=True, exist_ok=True)
             cmd = [str(BIN / "hrm-doctor"), "run", "--apply", "--",
-                   *train_cmd(case.args, cured, data, self.seed)]  # fmt: skip
+                   *train_cmd(case.args, cured, data, self.seed, ranks=case.ranks)]  # fmt: skip
             code, seconds = run_cmd(cmd, cured.parent / f"{case.name}.log", 3 * self.timeout)
             out.cured_acc = final_eval(cured)
             critical = [f["id"] for f in live_findings(cured) if f["severity"] == "critical"]
@@ -380,17 +491,18 @@ class Casebook:
         return {"case": case.name, "exit_code": code, "seconds": round(seconds, 1),
                 "message": lines[-1] if lines else "", "refused": code == 2}  # fmt: skip
 
-    def healthy_check(self, presets: list[str], seeds: list[int]) -> list[dict]:
+    def healthy_check(self, presets: list[tuple[str, int]], seeds: list[int]) -> list[dict]:
         rows = []
-        for preset in presets:
+        for preset, ranks in presets:
             for seed in seeds:
-                run, acc = self.healthy(preset, seed)
+                run, acc = self.healthy(preset, seed, ranks)
                 report = explain(run)
                 loud = [f"{f['id']} ({f['severity']})" for f in report["findings"]
                         if f["severity"] in ("warning", "critical")]  # fmt: skip
                 infos = [f["id"] for f in report["findings"] if f["severity"] == "info"]
-                rows.append({"preset": preset, "seed": seed, "final_eval_accuracy": acc,
-                             "warnings_or_worse": loud, "infos": infos})  # fmt: skip
+                rows.append({"preset": preset, "ranks": ranks, "seed": seed,
+                             "final_eval_accuracy": acc, "warnings_or_worse": loud,
+                             "infos": infos})  # fmt: skip
         return rows
 
 
@@ -427,7 +539,8 @@ def write_markdown(
         "check) include the expected category at warning or worse; healed when the supervised run",
         f"ends with no live critical finding and at least {HEAL_SHARE:.0%} of a healthy run's final",
         "eval token accuracy on the same seed and budget. A case is sick when its unsupervised run",
-        f"ends below {HEAL_SHARE:.0%} of the healthy run's accuracy (or with no finite one): knobs",
+        f"ends below {HEAL_SHARE:.0%} of the healthy run's accuracy (or with no finite one; a slow",
+        f"rank: when its steps take {1 / HEAL_SHARE:.2f}x the healthy run's or longer): knobs",
         "that did not make the CPU-scale run sick are shown (sick: no) and not counted.",
         "",
         f"**Recall: {caught}/{n_sick}** sick cases with the right category. "
@@ -457,8 +570,12 @@ def write_markdown(
             if o.picture
             else ""
         )
+        case = next((c for c in CASES if c.name == o.case), None)
+        preset = o.preset + (f" ({case.ranks} ranks)" if case and case.ranks > 1 else "")
+        if case and case.sick_when == "speed" and len(o.step_s) == 2 and all(o.step_s):
+            acc += f"; s/step {o.step_s[0]:.3f} / {o.step_s[1]:.3f}"
         lines.append(
-            f"| {o.case}{pic} | {o.preset} | `{o.knob}` | {', '.join(o.expect)} | {first} | {sick} | {heal} | {acc} | {cure} |"
+            f"| {o.case}{pic} | {preset} | `{o.knob}` | {', '.join(o.expect)} | {first} | {sick} | {heal} | {acc} | {cure} |"
         )
     lines += [
         "",
@@ -470,7 +587,7 @@ def write_markdown(
     for h in healthy:
         acc = "-" if h["final_eval_accuracy"] is None else f"{h['final_eval_accuracy']:.3f}"
         lines.append(
-            f"| {h['preset']} | {h['seed']} | {acc} | {', '.join(h['warnings_or_worse']) or 'none'} | {', '.join(h['infos']) or 'none'} |"
+            f"| {h['preset']}{f' ({r} ranks)' if (r := h.get('ranks', 1)) > 1 else ''} | {h['seed']} | {acc} | {', '.join(h['warnings_or_worse']) or 'none'} | {', '.join(h['infos']) or 'none'} |"
         )
     if door:
         lines += ["", "## Refused before the first step", "",
@@ -499,7 +616,12 @@ def main() -> int:
     ap.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
                     help="gpu: the paper-like presets (task=...) instead of the CPU ones")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per training run")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                    help="merge the results of casebook shards run in parallel (each with its "
+                         "own --cases and --json) into --json and --md; runs nothing")  # fmt: skip
     args = ap.parse_args()
+    if args.combine:
+        return combine(args.combine, args.json or args.root / "casebook.json", args.md)
     cases = [c for c in CASES if not args.cases or c.name in args.cases]
     if args.scale == "gpu":
         cases = [_at_gpu_scale(c) for c in cases]
@@ -524,10 +646,10 @@ def main() -> int:
         )
     healthy = []
     if not args.no_healthy:
-        presets = sorted({c.preset for c in cases})
+        presets = sorted({(c.preset, c.ranks) for c in cases})
         healthy = book.healthy_check(presets, args.healthy_seeds)
         for h in healthy:
-            print(f"healthy {h['preset']} seed {h['seed']}: eval acc {h['final_eval_accuracy']}, "
+            print(f"healthy {h['preset']} ({h['ranks']} rank(s)) seed {h['seed']}: eval acc {h['final_eval_accuracy']}, "
                   f"warnings or worse: {h['warnings_or_worse'] or 'none'}", flush=True)  # fmt: skip
     minutes = (time.perf_counter() - t0) / 60
     meta = {
@@ -536,37 +658,66 @@ def main() -> int:
         "minutes": minutes,
     }
     json_path = args.json or args.root / "casebook.json"
-    outcomes, healthy, door = merge_earlier(json_path, outcomes, healthy, door)
+    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}
+    outcomes, healthy, door = merge_earlier(earlier, outcomes, healthy, door)
+    save(json_path, args.md, outcomes, healthy, door, meta)
+    return 0
+
+
+def save(json_path: Path, md: Path | None, outcomes: list[Outcome], healthy: list[dict],
+         door: list[dict], meta: dict) -> None:  # fmt: skip
     result = {"meta": meta, "cases": [asdict(o) for o in outcomes], "healthy": healthy,
               "door": door}  # fmt: skip
     json_path.write_text(json.dumps(result, indent=1))
-    if args.md:
-        write_markdown(args.md, outcomes, healthy, door, meta)
+    if md:
+        write_markdown(md, outcomes, healthy, door, meta)
     caught, n_sick, healed, n_heal = tally(outcomes)
     print(f"recall {caught}/{n_sick}; heal rate {healed}/{n_heal}; "
           f"healthy runs with a warning or worse: {sum(bool(h['warnings_or_worse']) for h in healthy)}/{len(healthy)}; "
-          f"{minutes:.1f} min")  # fmt: skip
+          f"{meta['minutes']:.1f} min")  # fmt: skip
+
+
+def combine(shards: list[Path], json_path: Path, md: Path | None) -> int:
+    """The shards' results as one casebook (a later shard wins a case both ran); the minutes
+    are the shards' sum (machine time, not wall time when they ran side by side)."""
+    outcomes: list[Outcome] = []
+    healthy: list[dict] = []
+    door: list[dict] = []
+    meta = {"when": "", "machine": "", "minutes": 0.0}
+    for path in shards:
+        shard = json.loads(path.read_text())
+        outcomes, healthy, door = merge_earlier(
+            {"cases": [asdict(o) for o in outcomes], "healthy": healthy, "door": door},
+            [Outcome(**d) for d in shard.get("cases", [])], shard.get("healthy", []),
+            shard.get("door", []),
+        )  # fmt: skip
+        m = shard.get("meta", {})
+        meta = {"when": max(meta["when"], m.get("when", "")),
+                "machine": m.get("machine", meta["machine"]),
+                "minutes": meta["minutes"] + m.get("minutes", 0.0)}  # fmt: skip
+    save(json_path, md, outcomes, healthy, door, meta)
     return 0
 
 
 def merge_earlier(
-    path: Path, outcomes: list[Outcome], healthy: list[dict], door: list[dict]
+    earlier: dict, outcomes: list[Outcome], healthy: list[dict], door: list[dict]
 ) -> tuple[list[Outcome], list[dict], list[dict]]:
-    """This run's outcomes over an earlier run's (same file), in the order of CASES: re-running
+    """This run's outcomes over an earlier run's (its JSON), in the order of CASES: re-running
     a few cases keeps the others' results in the report."""
-    if not path.exists():
-        return outcomes, healthy, door
-    earlier = json.loads(path.read_text())
     by_name = {d["case"]: Outcome(**d) for d in earlier.get("cases", [])}
     by_name.update({o.case: o for o in outcomes})
     order = [c.name for c in CASES]
     merged = [by_name[n] for n in order if n in by_name]
-    runs = {(h["preset"], h["seed"]): h for h in earlier.get("healthy", [])}
-    runs.update({(h["preset"], h["seed"]): h for h in healthy})
+    runs = {_healthy_key(h): h for h in earlier.get("healthy", [])}
+    runs.update({_healthy_key(h): h for h in healthy})
     doors = {d["case"]: d for d in earlier.get("door", [])}
     doors.update({d["case"]: d for d in door})
-    return (merged, sorted(runs.values(), key=lambda h: (h["preset"], h["seed"])),
+    return (merged, sorted(runs.values(), key=_healthy_key),
             [doors[c.name] for c in DOOR if c.name in doors])  # fmt: skip
+
+
+def _healthy_key(h: dict) -> tuple[str, int, int]:
+    return h["preset"], h.get("ranks", 1), h["seed"]
 
 
 def _at_gpu_scale(case: Case) -> Case:

@@ -46,3 +46,42 @@ def test_a_sick_run_is_caught_and_its_cure_leaves_it_near_a_healthy_run(book, ca
     if heal:
         assert out.healed, (out.healthy_acc, out.cured_acc, out.cure)
         assert out.cure["critical_left"] == []
+
+
+def test_shards_run_side_by_side_combine_into_one_casebook(tmp_path):
+    """`--combine` merges shards' JSON files: every case once (a later shard wins), healthy runs
+    keyed by preset, ranks and seed, the door checks kept, recall over the sick cases only."""
+
+    def outcome(name, *, caught, manifest, healed=None):
+        o = casebook.Outcome(name, "experiment=smoke", "k=v", ["explosion"], caught=caught,
+                             manifest=manifest, healed=healed)  # fmt: skip
+        return casebook.asdict(o)
+
+    def healthy(preset, seed, ranks=1):
+        return {"preset": preset, "ranks": ranks, "seed": seed, "final_eval_accuracy": 0.7,
+                "warnings_or_worse": [], "infos": []}  # fmt: skip
+
+    meta = {"when": "2026-12-03", "machine": "2 CPUs", "minutes": 10.0}
+    a = {"meta": meta, "door": [],
+         "cases": [outcome("lr-no-warmup", caught=False, manifest=True),
+                   outcome("no-exploration", caught=False, manifest=False)],
+         "healthy": [healthy("experiment=smoke", 0)]}  # fmt: skip
+    b = {"meta": meta,
+         "door": [{"case": "puzzle-ids-out-of-range", "exit_code": 2, "seconds": 3.0,
+                   "message": "hrm-train: error: x.npy: value 1 outside", "refused": True}],
+         "cases": [outcome("lr-no-warmup", caught=True, manifest=True, healed=True),
+                   outcome("slow-rank", caught=True, manifest=True)],
+         "healthy": [healthy("experiment=smoke", 0, ranks=2)]}  # fmt: skip
+    (tmp_path / "a.json").write_text(casebook.json.dumps(a))
+    (tmp_path / "b.json").write_text(casebook.json.dumps(b))
+    out, md = tmp_path / "all.json", tmp_path / "casebook.md"
+    assert casebook.combine([tmp_path / "a.json", tmp_path / "b.json"], out, md) == 0
+    result = casebook.json.loads(out.read_text())
+    assert [c["case"] for c in result["cases"]] == ["lr-no-warmup", "no-exploration", "slow-rank"]
+    assert result["cases"][0]["caught"] and result["meta"]["minutes"] == 20.0
+    assert [(h["preset"], h["ranks"]) for h in result["healthy"]] == [
+        ("experiment=smoke", 1), ("experiment=smoke", 2)]  # fmt: skip
+    text = md.read_text()
+    assert "**Recall: 2/2**" in text and "**Heal rate: 1/1**" in text
+    assert "| slow-rank | experiment=smoke (2 ranks) |" in text
+    assert "| puzzle-ids-out-of-range | 2 |" in text
