@@ -2,7 +2,8 @@
 
 The reference HRM trainer's W&B names (train/*) are catalogue names already and pass through.
 Its evaluation metrics arrive as ``SET/NAME`` (a nested dict per evaluation set) and become
-``eval/SET/NAME``. Anything else keeps its name (made valid: characters outside [A-Za-z0-9_./-]
+``eval/SET/NAME``; its ARC evaluator's ``ARC/pass@K`` (K in 1, 2, 5, 10, 100, 1000) becomes
+``eval/arc/pass@K``, the name hrm-train logs. Anything else keeps its name (made valid: characters outside [A-Za-z0-9_./@-]
 become ``_``) unless a map file renames or drops it.
 """
 
@@ -35,7 +36,8 @@ EVAL_METRICS = frozenset(
 )
 # Logged once by the reference trainer: run metadata, not a series.
 META_NAMES = frozenset({"num_params"})
-_INVALID = re.compile(r"[^A-Za-z0-9_./-]")
+_INVALID = re.compile(r"[^A-Za-z0-9_./@-]")
+_ARC_PASS = re.compile(r"ARC/pass@(\d+)")
 _RESERVED = frozenset({"step", "rank", "time"})
 
 
@@ -73,6 +75,8 @@ def _glob_groups(pattern: str, name: str) -> list[str]:
 
 def default_name(name: str) -> str | None:
     """The built-in mapping: catalogue names as they are, SET/NAME -> eval/SET/NAME."""
+    if m := _ARC_PASS.fullmatch(name):
+        return f"eval/arc/pass@{m.group(1)}"
     name = _INVALID.sub("_", name.replace(".", "/") if "/" not in name else name)
     parts = name.split("/")
     if len(parts) == 2 and parts[0] not in CATALOGUE_PREFIXES and parts[1] in EVAL_METRICS:

@@ -154,6 +154,8 @@ def test_reference_trm_run_imported_and_diagnosed_as_trm(wandb_trm_run, tmp_path
     assert "q-target-drift" in notes  # no Q-continue target on TRM: said once
     df = RunReader(run).scalars()
     assert "train/q_continue_loss" not in df and "train/q_halt_loss" in df
+    assert df["eval/arc/pass@2"].dropna().tolist() == pytest.approx([0.02] * 10)  # ARC/pass@K
+    assert not any(c.startswith("ARC") for c in df)
     assert RunReader(run).meta["num_params"] == 5_028_866
 
 
