@@ -333,11 +333,12 @@ def test_skip_batches_moves_the_data_on_once_per_branch(tmp_path, train, tiny_ar
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_write_one_run_directory(tmp_path, train, tiny_args):
+@pytest.mark.parametrize("arch", ["arch=hrm_v1", "arch=trm"])
+def test_torchrun_two_ranks_write_one_run_directory(tmp_path, train, tiny_args, arch):
     single, double = tmp_path / "single", tmp_path / "double"
-    assert train(tiny_args(single, "max_steps=3")) == 0
+    assert train(tiny_args(single, arch, "max_steps=3")) == 0
     cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--no-python", "hrm-train"]
-    result = run_command([*cmd, *tiny_args(double, "max_steps=3")], timeout=240)
+    result = run_command([*cmd, *tiny_args(double, arch, "max_steps=3")], timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     reader = RunReader(double)
     df = reader.scalars()
