@@ -75,6 +75,10 @@ class PatchManager:
             if r["state"] in ("requested", "applied", "escalated") and r.get("apply") == "hot"
         }
         self._findings: dict[str, Any] = {}
+        # an applied patch's finding as first seen after the patch (its last step): only a
+        # finding that grows past it went on (after a rollback the report still holds the
+        # abandoned branch's later steps, which say nothing about the patch)
+        self._seen_last: dict[str, int] = {}
         self._now = time.time()  # the clock of the current call (passed in: testable)
 
     # ---- the ledger -------------------------------------------------------------------------
@@ -266,7 +270,8 @@ class PatchManager:
                 continue
             deadline = int(r["step"]) + budget
             f = by_id.get(r["finding_id"])
-            went_on = f is not None and f.last_step >= deadline
+            seen = self._seen_last.setdefault(pid, f.last_step if f is not None else -1)
+            went_on = f is not None and f.last_step >= deadline and f.last_step > seen
             recovered, why = True, f"no recurrence within {budget} steps"
             if not went_on and last_step >= deadline and history is not None:
                 recovered, why = judge(history, r.get("before_onset") or {}, deadline)

@@ -127,6 +127,22 @@ def test_a_patch_that_does_not_help_escalates_to_restart(tmp_path):
     assert states(tmp_path)[-1][1] == "escalated" and restarts == [["lr=5e-05"]]
 
 
+def test_steps_of_a_branch_abandoned_by_a_rollback_do_not_judge_a_patch(tmp_path):
+    """Rolled back to step 100 after the finding had run to step 155: the patch applied at 101
+    on the new branch is judged by what the finding does from there, not by the old steps."""
+    restarts = []
+    pm = PatchManager(
+        tmp_path, apply=True, effect_steps=50, on_restart=lambda f, o: restarts.append(o) or True
+    )
+    pm.on_finding(finding(first=56, last=80, severity="warning"))
+    trainer_acks(tmp_path, step=101)
+    pm.poll()
+    pm.poll(report=[finding(first=56, last=155, severity="warning")], last_step=101)
+    assert states(tmp_path)[-1][1] == "applied" and restarts == []
+    pm.poll(report=[finding(first=56, last=155, severity="warning")], last_step=156)
+    assert states(tmp_path)[-1][1] == "effective"
+
+
 def test_a_patch_that_helps_is_marked_effective(tmp_path):
     pm = PatchManager(tmp_path, apply=True, effect_steps=50)
     pm.on_finding(finding())

@@ -50,6 +50,7 @@ class ThresholdParams(Params):
     after_step: StepNumber = 0
     arm_below: Number = None
     arm_above: Number = None
+    arm_window: int | None = Field(None, ge=1, le=100_000)
     abs: bool = False
 
 
@@ -57,7 +58,10 @@ class Threshold(Detector):
     """The rolling median of `window` samples (1: the raw value) is above `above` or below
     `below`. With `arm_below`/`arm_above` the check starts only once the level has first been
     on the other side: "halting at max again, after it had learned to halt" is a regression,
-    not the untrained start. Limits may be config expressions (``arch.halt_max_steps - 0.5``)."""
+    not the untrained start; `arm_window` (default `window`) is the median's window for that
+    first crossing (a longer one: the level must have stayed on the other side, not swung
+    there for a few dozen steps). Limits may be config expressions
+    (``arch.halt_max_steps - 0.5``)."""
 
     Params = ThresholdParams
     stat_name = "level"
@@ -66,7 +70,8 @@ class Threshold(Detector):
     def setup(self) -> None:
         self.window = self.p.window
         self.min_samples = self.p.min_samples or self.p.window
-        self.lookback = self.p.window
+        self.arm_window = self.p.arm_window or self.p.window
+        self.lookback = max(self.p.window, self.arm_window)
         self._armed = self.arm_below is None and self.arm_above is None
 
     def compute(self, s, v, n_old, aux) -> Signal:
@@ -74,8 +79,8 @@ class Threshold(Detector):
         steps = s[n_old:]
         n = len(steps)
 
-        def beyond(limit: float, above: bool) -> np.ndarray:
-            return median_beyond(x, self.window, limit, above)[n_old:]
+        def beyond(limit: float, above: bool, window: int | None = None) -> np.ndarray:
+            return median_beyond(x, window or self.window, limit, above)[n_old:]
 
         cond = np.zeros(n, bool)
         if self.above is not None:
@@ -87,10 +92,10 @@ class Threshold(Detector):
         if not self._armed:
             arm = np.zeros(n, bool)
             if self.arm_below is not None:
-                arm |= beyond(self.arm_below, False)
+                arm |= beyond(self.arm_below, False, self.arm_window)
             if self.arm_above is not None:
-                arm |= beyond(self.arm_above, True)
-            arm &= seen >= self.min_samples
+                arm |= beyond(self.arm_above, True, self.arm_window)
+            arm &= seen >= max(self.min_samples, self.arm_window)
             armed = np.logical_or.accumulate(arm) if n else arm
             cond &= armed
             self._armed = bool(armed[-1]) if n else False
