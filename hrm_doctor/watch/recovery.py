@@ -24,6 +24,7 @@ POST_STEPS = 50  # the verdict: the median of the last steps of the check's budg
 LOSS_TOLERANCE = 0.10  # a recovered loss is within 10 % of its level before the onset
 ACCURACY_TOLERANCE = 0.03  # ... and the accuracy within 3 points of its level
 MIN_SAMPLES = 5
+LEARNED_FALL = 0.05  # a run has learned something once its loss is 5 % below its first steps'
 
 
 def effect_budget(total_steps: Any) -> int:
@@ -100,3 +101,23 @@ def judge(history: RecentHistory, before: Mapping[str, float], at_step: int) -> 
     if not seen:
         return True, "no recurrence (nothing logged to compare with the run before the onset)"
     return True, "recovered: " + "; ".join(seen)
+
+
+def learned_by(run_dir: Any, step: int, steps: int = 20) -> bool:
+    """Whether the run had learned anything by `step`: its training loss (per-step mean over
+    ranks) over the `steps` steps up to `step` is 5 % or more below its first `steps` steps'.
+    A checkpoint of a run that never learned holds nothing worth resuming, and often weights
+    already wrecked (an lr without warmup does it in the first steps, long before an alarm
+    about the gradient fires): a rollback then starts from scratch. Unknown: True."""
+    from hrm_doctor.telemetry.reader import RunReader
+
+    df = RunReader(run_dir).scalars(["train/lm_loss"], aggregate="mean")
+    if "train/lm_loss" not in df:
+        return True
+    s, v = df["step"].to_numpy(), df["train/lm_loss"].to_numpy(float)
+    keep = np.isfinite(v)
+    s, v = s[keep], v[keep]
+    first, at = v[:steps], v[(s > step - steps) & (s <= step)]
+    if len(first) < MIN_SAMPLES or len(at) < MIN_SAMPLES:
+        return True
+    return bool(np.median(at) <= (1 - LEARNED_FALL) * np.median(first))

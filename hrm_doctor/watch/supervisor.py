@@ -3,7 +3,8 @@
 The watching is the daemon's own loop (`Daemon.run`) over the one run directory; the supervisor
 adds the trainer process and, after each turn of that loop, what a finding asked of it. On a
 finding whose suggestion needs a restart (or a hot patch that did not help), it stops the
-trainer, picks the newest checkpoint from before the finding's first step, and relaunches the
+trainer, picks the newest checkpoint from before the finding's first step (none when the run
+had learned nothing by then: its loss no lower than at the start), and relaunches the
 same command with the overrides, `resume=<checkpoint>` and `skip_batches` (the PaLM recipe:
 skip the data around the spike). Each restart is recorded in `RUN/lineage.jsonl`; at most
 `max_restarts`, then it stops and says why.
@@ -31,7 +32,7 @@ from hrm_doctor.rundir import (
 from hrm_doctor.watch.daemon import Daemon
 from hrm_doctor.watch.patches import PatchManager
 from hrm_doctor.watch.process import TrainerProcess
-from hrm_doctor.watch.recovery import effect_budget
+from hrm_doctor.watch.recovery import effect_budget, learned_by
 
 # The trainer's telemetry writer flushes on exit: give its last frames a moment to land.
 _LAST_FLUSH_S = 0.3
@@ -113,6 +114,12 @@ class Supervisor:
         self._stop_trainer()
         onset = self._trouble_onset(finding)
         before = [(s, p) for s, p in checkpoints(self.run_dir) if s < onset]
+        if before and not learned_by(self.run_dir, before[-1][0]):
+            self.console.note(
+                f"the run had learned nothing by step {before[-1][0]} (its loss no lower than "
+                "at the start): restarting from scratch rather than from its checkpoint"
+            )
+            before = []
         self.overrides = merge_overrides(self.overrides, overrides)
         if before:
             step, path = before[-1]

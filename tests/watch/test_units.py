@@ -69,3 +69,22 @@ def test_once_writes_findings_and_a_second_pass_adds_none(tmp_path, capsys):
     assert "1 new finding(s)" in capsys.readouterr().out
     assert main(["watch", str(run), "--once"]) == 0
     assert "0 new finding(s)" in capsys.readouterr().out
+
+
+def test_a_run_that_never_learned_is_not_worth_resuming(tmp_path):
+    """A rollback resumes a checkpoint only when the run had learned something by then (its
+    loss 5 % below its first steps'): an lr without warmup leaves the loss at chance from the
+    first steps, long before an alarm, and its checkpoints hold wrecked weights."""
+    from hrm_doctor.watch.recovery import learned_by
+
+    stuck, learning = tmp_path / "stuck", tmp_path / "learning"
+    with RunWriter(stuck) as a, RunWriter(learning) as b:
+        for i in range(1, 201):
+            a.log({"train/lm_loss": 1.39 + 0.01 * (i % 3)}, step=i)  # chance level throughout
+            b.log({"train/lm_loss": 2.0 * 0.995**i}, step=i)
+    assert not learned_by(stuck, 150)
+    assert learned_by(learning, 150) and not learned_by(learning, 5)
+    with RunWriter(tmp_path / "no-loss") as c:
+        for i in range(1, 50):
+            c.log({"grad/norm": 1.0}, step=i)
+    assert learned_by(tmp_path / "no-loss", 40)  # nothing to judge by: resume as before
