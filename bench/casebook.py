@@ -25,6 +25,7 @@ Usage: python bench/casebook.py [--cases NAME...] [--seed 0] [--healthy-seeds 0 
        [--root runs/casebook] [--md docs/casebook.md] [--img docs/img/casebook] [--json FILE]
        [--no-heal] [--no-healthy] [--scale cpu|gpu]
        python bench/casebook.py --combine A.json B.json ... [--json FILE] [--md docs/casebook.md]
+       python bench/casebook.py --rediagnose FILE.json [--root ROOT]   (after a rule change)
 Shards (disjoint --cases, each with its own --json, the same --root) run side by side on a
 machine with cores to spare; --combine then writes the one casebook.
 """
@@ -337,7 +338,13 @@ def first_expected(report: dict, expect: tuple[str, ...]) -> dict | None:
     # does not count, whatever its category
     dynamic = [f for f in report["findings"] if f["category"] != "config" and f.get("metric")]
     hits = [f for f in dynamic if f["category"] in expect and f["severity"] != "info"]
-    return min(hits, key=lambda f: (f["last_step"], f["first_step"])) if hits else None
+    return min(hits, key=lambda f: (made_at(f), f["first_step"])) if hits else None
+
+
+def made_at(finding: dict) -> int:
+    """The step the doctor said it (its evidence's step; a finding's last step is where it
+    stopped firing, which for a trouble that lasts is the end of the run)."""
+    return finding["evidence"].get("step", finding["last_step"])
 
 
 def picture(run_dir: Path, finding: dict, dest: Path, title: str) -> str | None:
@@ -420,6 +427,20 @@ class Casebook:
             self._healthy[key] = (run, final_eval(run))
         return self._healthy[key]
 
+    def diagnose(self, case: Case, out: Outcome) -> None:
+        """The doctor's findings on the case's sick run (ROOT/sick/CASE) into `out`."""
+        sick = self.root / "sick" / case.name
+        report = explain(sick)
+        found = first_expected(report, case.expect)
+        out.first_findings = [f"{f['id']} ({f['severity']})" for f in sorted(
+            report["findings"], key=made_at) if f["severity"] != "info"][:4]  # fmt: skip
+        out.caught, out.found, out.picture = found is not None, None, None
+        if found is not None:
+            out.found = {k: found[k] for k in ("id", "rule", "category", "severity", "first_step",
+                                               "last_step", "metric", "message")}  # fmt: skip
+            out.found["made_at"] = made_at(found)
+            out.picture = picture(sick, found, self.img / f"{case.name}.png", case.name)
+
     def run_case(self, case: Case, heal: bool) -> Outcome:
         t0 = time.perf_counter()
         out = Outcome(
@@ -431,17 +452,8 @@ class Casebook:
         sick.parent.mkdir(parents=True, exist_ok=True)
         run_cmd(train_cmd(case.args, sick, data, self.seed, ranks=case.ranks),
                 sick.parent / f"{case.name}.log", self.timeout, case.throttle)  # fmt: skip
-        report = explain(sick)
-        found = first_expected(report, case.expect)
-        out.first_findings = [f"{f['id']} ({f['severity']})" for f in sorted(
-            report["findings"], key=lambda f: f["last_step"]) if f["severity"] != "info"][:4]  # fmt: skip
+        self.diagnose(case, out)
         out.sick_acc = final_eval(sick)
-        if found is not None:
-            out.caught = True
-            out.found = {k: found[k] for k in ("id", "rule", "category", "severity", "first_step",
-                                               "last_step", "metric", "message")}  # fmt: skip
-            out.found["made_at"] = found["evidence"].get("step", found["last_step"])
-            out.picture = picture(sick, found, self.img / f"{case.name}.png", case.name)
         healthy_run, healthy_acc = self.healthy(case.preset, self.seed, case.ranks)
         out.healthy_acc = healthy_acc
         out.step_s = [step_seconds(healthy_run), step_seconds(sick)]
@@ -619,9 +631,14 @@ def main() -> int:
     ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
                     help="merge the results of casebook shards run in parallel (each with its "
                          "own --cases and --json) into --json and --md; runs nothing")  # fmt: skip
+    ap.add_argument("--rediagnose", type=Path, metavar="JSON",
+                    help="diagnose again the sick runs kept under --root for the cases of JSON "
+                         "(after a change of the rules), keeping their runs and cures")  # fmt: skip
     args = ap.parse_args()
     if args.combine:
         return combine(args.combine, args.json or args.root / "casebook.json", args.md)
+    if args.rediagnose:
+        return rediagnose(args.rediagnose, Casebook(args.root, args.img, args.seed, args.timeout))
     cases = [c for c in CASES if not args.cases or c.name in args.cases]
     if args.scale == "gpu":
         cases = [_at_gpu_scale(c) for c in cases]
@@ -675,6 +692,21 @@ def save(json_path: Path, md: Path | None, outcomes: list[Outcome], healthy: lis
     print(f"recall {caught}/{n_sick}; heal rate {healed}/{n_heal}; "
           f"healthy runs with a warning or worse: {sum(bool(h['warnings_or_worse']) for h in healthy)}/{len(healthy)}; "
           f"{meta['minutes']:.1f} min")  # fmt: skip
+
+
+def rediagnose(path: Path, book: Casebook) -> int:
+    """The cases of a casebook JSON diagnosed again from their kept sick runs (the cure columns
+    stay those of the run that made them)."""
+    result = json.loads(path.read_text())
+    by_name = {c.name: c for c in CASES}
+    for d in result["cases"]:
+        out = Outcome(**d)
+        book.diagnose(by_name[out.case], out)
+        d.update(asdict(out))
+        print(f"{out.case:<22} {'caught' if out.caught else 'MISSED':<7} "
+              f"{out.found['id'] + ' made at ' + str(out.found['made_at']) if out.found else out.first_findings}")  # fmt: skip
+    path.write_text(json.dumps(result, indent=1))
+    return 0
 
 
 def combine(shards: list[Path], json_path: Path, md: Path | None) -> int:
