@@ -553,7 +553,9 @@ def write_markdown(
         "eval token accuracy on the same seed and budget. A case is sick when its unsupervised run",
         f"ends below {HEAL_SHARE:.0%} of the healthy run's accuracy (or with no finite one; a slow",
         f"rank: when its steps take {1 / HEAL_SHARE:.2f}x the healthy run's or longer): knobs",
-        "that did not make the CPU-scale run sick are shown (sick: no) and not counted.",
+        "that did not make the CPU-scale run sick are shown (sick: no) and not counted. No case",
+        "runs on ARC here: its 30x30 grids take a tiny model hours on 2 CPU cores; `--scale gpu`",
+        "runs the same knobs on the paper presets (task=sudoku_extreme_1k, maze_30x30_hard_1k).",
         "",
         f"**Recall: {caught}/{n_sick}** sick cases with the right category. "
         f"**Heal rate: {healed}/{n_heal}**.",

@@ -96,6 +96,8 @@ def test_dashboard_serves_the_diagnosis_to_a_real_browser(dash_root, browser, tm
         page = browser.new_page(viewport={"width": 1440, "height": 1100})
         page.goto(url + "/")
         page.get_by_text("Needs attention").wait_for(timeout=30_000)
+        # the table of runs renders after the page's frame (slower on a loaded machine)
+        page.get_by_text("Gradient norm exploded").first.wait_for(timeout=30_000)
         body = page.inner_text("body")
         assert "critical" in body
         assert "Gradient norm exploded: grad/norm rose from a median of 2.0" in body
