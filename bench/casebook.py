@@ -104,6 +104,15 @@ class Case:
         return [*self.preset.split(), *self.knob]
 
 
+def knob_label(case: Case) -> str:
+    """What was turned: the overrides, or what was done to the data or to a rank."""
+    if case.throttle is not None:
+        return f"rank {case.ranks - 1} runs {case.throttle:.0%} of the time"
+    if case.broken_rank is not None:
+        return f"rank {case.broken_rank} reads the broken data"
+    return " ".join(case.knob) or "(the data)"
+
+
 def _slug(preset: str, ranks: int = 1) -> str:
     """experiment=smoke arch=trm -> smoke-trm: the healthy run's directory."""
     return "-".join(t.split("=", 1)[1] for t in preset.split()) + (f"-{ranks}ranks" * (ranks > 1))
@@ -443,9 +452,7 @@ class Casebook:
 
     def run_case(self, case: Case, heal: bool) -> Outcome:
         t0 = time.perf_counter()
-        out = Outcome(
-            case.name, case.preset, " ".join(case.knob) or "(the data)", list(case.expect)
-        )
+        out = Outcome(case.name, case.preset, knob_label(case), list(case.expect))
         data = self.data_for(case)
         sick = self.root / "sick" / case.name
         shutil.rmtree(sick, ignore_errors=True)
@@ -585,11 +592,12 @@ def write_markdown(
             else ""
         )
         case = next((c for c in CASES if c.name == o.case), None)
+        knob = knob_label(case) if case else o.knob
         preset = o.preset + (f" ({case.ranks} ranks)" if case and case.ranks > 1 else "")
         if case and case.sick_when == "speed" and len(o.step_s) == 2 and all(o.step_s):
             acc += f"; s/step {o.step_s[0]:.3f} / {o.step_s[1]:.3f}"
         lines.append(
-            f"| {o.case}{pic} | {preset} | `{o.knob}` | {', '.join(o.expect)} | {first} | {sick} | {heal} | {acc} | {cure} |"
+            f"| {o.case}{pic} | {preset} | `{knob}` | {', '.join(o.expect)} | {first} | {sick} | {heal} | {acc} | {cure} |"
         )
     lines += [
         "",
@@ -612,7 +620,10 @@ def write_markdown(
             lines.append(f"| {d['case']} | {d['exit_code']} | `{d['message']}` |")
     lines += ["", "## The cases", ""]
     for c in (*CASES, *DOOR):
-        lines.append(f"- **{c.name}** (`{c.preset} {' '.join(c.knob)}`): {c.story}")
+        label = knob_label(c)
+        what = f"`{' '.join([c.preset, *c.knob])}`"
+        what += "" if label == " ".join(c.knob) else f"; {label}"
+        lines.append(f"- **{c.name}** ({what}): {c.story}")
     path.write_text("\n".join(lines) + "\n")
 
 
