@@ -3,8 +3,8 @@
 The reference HRM trainer's W&B names (train/*) are catalogue names already and pass through.
 Its evaluation metrics arrive as ``SET/NAME`` (a nested dict per evaluation set) and become
 ``eval/SET/NAME``; its ARC evaluator's ``ARC/pass@K`` (K in 1, 2, 5, 10, 100, 1000) becomes
-``eval/arc/pass@K``, the name hrm-train logs. Anything else keeps its name (made valid: characters outside [A-Za-z0-9_./@-]
-become ``_``) unless a map file renames or drops it.
+``eval/arc/pass@K``, the name hrm-train logs. Anything else keeps its name (made valid:
+characters outside [A-Za-z0-9_./@-] become ``_``) unless a map file renames or drops it.
 """
 
 from __future__ import annotations
