@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from smoke_helpers import tiny_dataset
 
 from .slurm_cluster import SlurmCluster, missing_programs
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-# 256 training puzzles in batches of 64: 4 steps an epoch; epochs=16, eval_interval=4 -> an
-# eval every 16 steps, 64 steps in all
-TINY_BUILD = {"train_size": 256, "test_size": 64}
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +47,4 @@ def slurm() -> Iterator[SlurmCluster]:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hrm_core.data import SudokuBuildOptions, ensure_dataset
-
-    path = tmp_path_factory.mktemp("data") / "sudoku4-tiny"
-    options = SudokuBuildOptions(box_size=2, num_aug=0, seed=0, **TINY_BUILD)
-    return ensure_dataset(path, options)
-
-
-def smoke_command(data: Path) -> list[str]:
-    return [
-        "hrm-train",
-        "experiment=smoke",
-        f"data_path={data}",
-        *(f"data_build.{k}={v}" for k, v in TINY_BUILD.items()),
-        "epochs=16",
-        "eval_interval=4",
-        "probe.enabled=false",
-    ]
+    return tiny_dataset(tmp_path_factory.mktemp("data") / "sudoku4-tiny")

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from smoke_helpers import smoke_command
 
 from hrm_doctor.rundir import checkpoints, read_lineage
 
-from .conftest import VENV_BIN, smoke_command
+from .conftest import VENV_BIN
 from .slurm_cluster import SlurmCluster
 
 optuna = pytest.importorskip("optuna")

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from hrm_core.data import SudokuBuildOptions, ensure_dataset
+from smoke_helpers import TINY_BUILD, tiny_dataset
 
 # One intra-op thread: tiny tensors on a shared 2-core machine (see tests/hrm_core/conftest.py).
 torch.set_num_threads(1)
@@ -22,9 +21,8 @@ VENV_BIN = Path(sys.executable).parent
 HRM_TRAIN = shutil.which("hrm-train", path=str(VENV_BIN)) or "hrm-train"
 TORCHRUN = shutil.which("torchrun", path=str(VENV_BIN)) or "torchrun"
 
-# The tiny dataset: 4x4 Sudoku, 256 training puzzles = 4 batches of 64 per epoch. With
-# epochs=16 and eval_interval=2 a pass (then an evaluation) is 8 steps; the schedule is 64.
-TINY_BUILD = {"train_size": 256, "test_size": 64}
+# The tiny dataset (tests/smoke_helpers.py): with epochs=16 and eval_interval=2 a pass (then an
+# evaluation) is 8 steps; the schedule is 64.
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +36,7 @@ def _quiet_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "sudoku4-tiny"
-    options = SudokuBuildOptions(box_size=2, num_aug=0, seed=0, **TINY_BUILD)
-    return ensure_dataset(path, options)
+    return tiny_dataset(tmp_path_factory.mktemp("data") / "sudoku4-tiny")
 
 
 @pytest.fixture

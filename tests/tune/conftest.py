@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from smoke_helpers import smoke_command as smoke_argv
+from smoke_helpers import tiny_dataset
 
 VENV_BIN = Path(sys.executable).parent
 HRM_DOCTOR = shutil.which("hrm-doctor", path=str(VENV_BIN)) or "hrm-doctor"
@@ -30,11 +32,6 @@ def _pg_bin() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-# 256 training puzzles in batches of 64: 4 steps an epoch; epochs=16, eval_interval=4 -> an
-# eval every 16 steps, 64 steps in all (a few seconds a trial on one core).
-TINY_BUILD = {"train_size": 256, "test_size": 64}
-
-
 @pytest.fixture(autouse=True)
 def _quiet_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -44,24 +41,12 @@ def _quiet_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hrm_core.data import SudokuBuildOptions, ensure_dataset
-
-    path = tmp_path_factory.mktemp("data") / "sudoku4-tiny"
-    options = SudokuBuildOptions(box_size=2, num_aug=0, seed=0, **TINY_BUILD)
-    return ensure_dataset(path, options)
+    return tiny_dataset(tmp_path_factory.mktemp("data") / "sudoku4-tiny")
 
 
 @pytest.fixture
 def smoke_command(tiny_data: Path) -> list[str]:
-    return [
-        "hrm-train",
-        "experiment=smoke",
-        f"data_path={tiny_data}",
-        *(f"data_build.{k}={v}" for k, v in TINY_BUILD.items()),
-        "epochs=16",
-        "eval_interval=4",
-        "probe.enabled=false",
-    ]
+    return smoke_argv(tiny_data)
 
 
 def worker_env() -> dict[str, str]:
