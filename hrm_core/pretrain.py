@@ -107,6 +107,7 @@ def train(cfg: TrainConfig) -> int:
     # ---------------------------------------------------------------------------------------------
     net = build_network(cfg, data, info, device)
     model, opt, emb_opt, grads = net.model, net.opt, net.emb_opt, net.grads
+    q_continue = model.continue_head  # TRM: no continue loss
     if info.rank:  # a distinct ACT-exploration stream per rank
         seed_everything(cfg.seed + 1_000_003 * info.rank)
 
@@ -252,7 +253,6 @@ def train(cfg: TrainConfig) -> int:
                     "grad/norm": facts.grad_norm,  # before clipping: the trainer's own, once
                     "nonfinite/skipped": float(facts.nonfinite),
                 }
-                q_continue = getattr(model, "continue_head", True)  # TRM: no continue loss
                 log.hold(
                     step,
                     {**train_means(facts.local, data.local_batch, q_continue), **scalars},

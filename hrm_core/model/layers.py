@@ -8,6 +8,8 @@ Parameter names match the reference checkpoints (qkv_proj, o_proj, gate_up_proj,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -160,11 +162,15 @@ class PostNormBlock(nn.Module):
 
 
 class ReasoningModule(nn.Module):
-    """One HRM level (H or L): add the injection to the state, then run its blocks."""
+    """One HRM level (H or L), or TRM's one network (`block`: its TRMBlock): add the injection
+    to the state, then run its blocks."""
 
-    def __init__(self, config: HRMConfig, num_layers: int) -> None:
+    def __init__(
+        self, config: HRMConfig, num_layers: int, block: Callable[[Any], nn.Module] | None = None
+    ) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(PostNormBlock(config) for _ in range(num_layers))
+        make = block or PostNormBlock
+        self.layers = nn.ModuleList(make(config) for _ in range(num_layers))
 
     def forward(
         self,

@@ -18,7 +18,7 @@ from torch import nn
 
 from hrm_core.model.config import HRMConfig, TRMConfig
 from hrm_core.model.hrm import HRMACT, HRMReasoningCore, Rope
-from hrm_core.model.layers import Attention, SwiGLU, rms_norm
+from hrm_core.model.layers import Attention, ReasoningModule, SwiGLU, rms_norm
 
 
 class TRMBlock(nn.Module):
@@ -45,27 +45,13 @@ class TRMBlock(nn.Module):
         return rms_norm(x + self.mlp(x), self.eps)
 
 
-class TinyNetwork(nn.Module):
-    """The one network: add the injection to the state, then run the blocks."""
-
-    def __init__(self, config: TRMConfig) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(TRMBlock(config) for _ in range(config.L_layers))
-
-    def forward(self, state: torch.Tensor, injection: torch.Tensor, rope: Rope) -> torch.Tensor:
-        state = state + injection
-        for layer in self.layers:
-            state = layer(state, rope)
-        return state
-
-
 class TRMReasoningCore(HRMReasoningCore):
     """HRM's embeddings, heads and carry around one tiny network. The network keeps the
     reference's name `L_level`, so reference checkpoints load."""
 
     def build_levels(self, config: HRMConfig) -> None:
         assert isinstance(config, TRMConfig)
-        self.L_level = TinyNetwork(config)
+        self.L_level = ReasoningModule(config, config.L_layers, block=TRMBlock)
 
     def recurse(
         self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, rope: Rope

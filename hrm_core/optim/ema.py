@@ -35,7 +35,7 @@ class WeightEMA:
     @torch.no_grad()
     def update(self) -> None:
         """After the optimizer step. No host sync."""
-        live = [p.detach() for p in self.params]
+        live = self.params  # under no_grad: the parameters themselves, no per-step views
         if not self.track_distance:
             torch._foreach_lerp_(self.shadow, live, 1.0 - self.rate)
             return

@@ -175,6 +175,12 @@ class EMADistance(Quantity):
             self._ema.track_distance = True
         return True
 
+    def observe(self, ctx: StepContext) -> None:
+        """After each step: the EMA measures the distance in its next update only when that
+        step is due (its extra passes are wasted otherwise)."""
+        if hasattr(self._ema, "track_distance"):
+            self._ema.track_distance = self.should_compute(ctx.step + 1)
+
     def after_step(self, ctx: StepContext) -> Metrics | None:
         ema = self._ema
         if hasattr(ema, "last_distance"):

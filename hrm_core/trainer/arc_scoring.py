@@ -17,12 +17,19 @@ import torch
 import torch.distributed as dist
 
 from hrm_core.data import PuzzleDataset
-from hrm_core.data.arc_votes import PASS_KS, ArcVotes, truth_from_test_split
+from hrm_core.data.arc_votes import (
+    CANVAS,
+    COLOUR_OFFSET,
+    COLOURS,
+    PASS_KS,
+    ArcVotes,
+    truth_from_test_split,
+)
 from hrm_core.trainer.distributed import DistInfo
 from hrm_doctor.errors import UserError
 
 SUBMISSION_FILE = "arc_submission.json"
-ARC_VOCAB, ARC_SEQ = 12, 900
+ARC_VOCAB, ARC_SEQ = COLOUR_OFFSET + COLOURS, CANVAS * CANVAS
 
 
 def looks_like_arc(dataset: PuzzleDataset) -> bool:
@@ -46,6 +53,17 @@ class ArcScoring:
         self.names = dataset.identifiers
         self.partial = partial
         self.votes = ArcVotes()
+        self._truth: dict[str, Any] | None = None  # the test split's answers: read once
+
+    def truth(self) -> dict[str, Any]:
+        """Every task's true test outputs, from the test split (the same at every evaluation)."""
+        if self._truth is None:
+            self._truth = {}
+            for pset in self.dataset.sets.values():
+                self._truth.update(truth_from_test_split(
+                    self.names, pset.inputs, pset.labels, pset.puzzle_identifiers,
+                    pset.puzzle_indices).truth)  # fmt: skip
+        return self._truth
 
     def reset(self) -> None:
         """Forget the votes of a previous evaluation."""
@@ -73,11 +91,7 @@ class ArcScoring:
             votes = ArcVotes()
             for part in gathered or []:
                 votes.merge(part)
-        for pset in self.dataset.sets.values():
-            truth = truth_from_test_split(
-                self.names, pset.inputs, pset.labels, pset.puzzle_identifiers, pset.puzzle_indices
-            )
-            votes.truth.update(truth.truth)
+        votes.truth.update(self.truth())
         if self.partial:
             voted = {task for task, _ in votes.votes}
             votes.truth = {t: pairs for t, pairs in votes.truth.items() if t in voted}
