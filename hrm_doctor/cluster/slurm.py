@@ -8,7 +8,6 @@ which needs Slurm's accounting database; `squeue`/`scontrol` work on every clust
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import threading
@@ -165,10 +164,6 @@ class JobTable:
     def alive(self) -> list[str]:
         with self._lock:
             return [j for j, s in self._jobs.items() if not s.ended]
-
-
-def in_allocation() -> bool:
-    return bool(os.environ.get("SLURM_JOB_ID"))
 
 
 def hostnames(nodelist: str) -> list[str]:

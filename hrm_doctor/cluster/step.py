@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_doctor.cluster.slurm import CLIENTS, SlurmError, cancel, hostnames, require_clients, slurm
-from hrm_doctor.control import write_stop_request
 from hrm_doctor.errors import UserError
-from hrm_doctor.rundir import is_run_dir
 from hrm_doctor.watch.process import TrainerProcess
 
 _FIRST_PORT = 29500  # torchrun's default; jobs sharing a first node get different ports
@@ -105,12 +103,9 @@ class SrunStep(TrainerProcess):
     def stop(
         self, grace_s: float, *, request_in: Path | None = None, finding_id: str | None = None
     ) -> int:
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        if request_in is not None and is_run_dir(request_in):
-            write_stop_request(request_in, f"doctor-stop-{int(time.time() * 1000)}", finding_id)
-            if self._wait(grace_s) is not None:
-                return self.proc.returncode
+        code = self.ask_to_stop(grace_s, request_in, finding_id)
+        if code is not None:
+            return code
         step = self.find_step(0)
         if step is not None:  # srun itself, on SIGTERM, kills the step at once: signal the step
             for signal in ("TERM", None):

@@ -91,9 +91,7 @@ class Follower:
             return
         if target == self.current:
             return
-        if self.importer is not None:
-            self.importer.update(final=True)
-            self.importer.close()
+        self.close()
         self.current = target
         self.importer = self._importer(target, self.run_dir / target.name)
         self.new_runs = True

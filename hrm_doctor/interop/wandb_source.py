@@ -37,15 +37,20 @@ def _require_wandb(src: Path | str) -> str:
         version = metadata.version("wandb")
     except metadata.PackageNotFoundError:
         raise UserError(f"{src}: reading W&B runs needs wandb: pip install wandb") from None
-    if not version.startswith(tuple(v + "." for v in SUPPORTED_WANDB)):
+    _warn_unverified(version, f"wandb {version} is installed")
+    return version
+
+
+def _warn_unverified(version: str, what: str) -> None:
+    """A warning when `version` of wandb is not one the reader was verified with."""
+    if not str(version).startswith(tuple(v + "." for v in SUPPORTED_WANDB)):
         import warnings
 
         warnings.warn(
-            f"wandb {version} is installed; hrm-doctor's W&B reader was verified with wandb "
+            f"{what}; hrm-doctor's W&B reader was verified with wandb "
             f"{', '.join(SUPPORTED_WANDB)}.x",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return version
 
 
 class WandbRunSource:
@@ -131,14 +136,7 @@ class WandbRunSource:
             batch.summary = {**(cursor.get("summary") or {}), **(batch.summary or {}), **value}
         elif kind == "header":
             batch.meta["wandb_version"] = value
-            if not str(value).startswith(tuple(v + "." for v in SUPPORTED_WANDB)):
-                import warnings
-
-                warnings.warn(
-                    f"this W&B log was written by wandb {value}; hrm-doctor's reader was "
-                    f"verified with wandb {', '.join(SUPPORTED_WANDB)}.x",
-                    stacklevel=2,
-                )
+            _warn_unverified(value, f"this W&B log was written by wandb {value}")
         elif kind == "exit":
             batch.exit_code = value
 

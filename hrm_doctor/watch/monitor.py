@@ -72,7 +72,8 @@ class RunMonitor:
             self._lock.acquire()
         self.log = FindingsLog(self.run_dir)
         self.summary = SummaryKeeper(self.run_dir)
-        self.history = RecentHistory()  # the newest steps of the loss and accuracy: recovery
+        # the newest steps of the loss and accuracy: what a patch's recovery is judged by
+        self.history = RecentHistory() if patches is not None else None
         self.reader: Any = None
         self._catchup: Iterator[Any] | None = None
         self.engine = None
@@ -114,7 +115,8 @@ class RunMonitor:
         )
         self.engine = None
         self.summary.reset()
-        self.history.reset()
+        if self.history is not None:
+            self.history.reset()
 
     def update(self, now: float | None = None, *, drain: bool = False) -> list[Any]:
         """Read what is new (one catch-up chunk, or everything new once caught up; with `drain`
@@ -156,7 +158,8 @@ class RunMonitor:
         found = self.engine.feed(df, logged, now=now)
         self._note_progress(df)
         self.summary.add(df)
-        self.history.add(df)
+        if self.history is not None:
+            self.history.add(df)
         self.status = "running"
         self._status_checked = now
         return found

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hrm_doctor._io import read_json
 from hrm_doctor.control import is_hot, read_ack, write_request, write_stop_request
 from hrm_doctor.rundir import META_FILE, PATCHES_FILE, append_jsonl, read_patches
 from hrm_doctor.severity import severity_rank
-from hrm_doctor.watch.recovery import RecentHistory, before_onset, effect_budget, judge
+from hrm_doctor.watch.recovery import RecentHistory, before_onset, judge, run_budget
 
 _NOT_AUTO = {
     "hot": "info findings are proposed, not applied (apply it from the dashboard if wanted)",
@@ -203,11 +202,12 @@ class PatchManager:
 
     def budget_steps(self) -> int:
         """Steps a patch has to show its effect: given, or 5 % of the run (50 to 1,000)."""
-        if self.effect_steps is not None:
-            return self.effect_steps
-        return effect_budget(
-            (read_json(self.run_dir / META_FILE, default={}) or {}).get("total_steps")
-        )
+        if self.effect_steps is None:
+            budget = run_budget(self.run_dir)
+            if (self.run_dir / META_FILE).is_file():  # known now: no need to read it each tick
+                self.effect_steps = budget
+            return budget
+        return self.effect_steps
 
     def poll(
         self,

@@ -36,6 +36,21 @@ class TrainerProcess:
         """What a trial records about its launch: nothing more for a local process."""
         return {}
 
+    def ask_to_stop(
+        self, grace_s: float, request_in: Path | None, finding_id: str | None
+    ) -> int | None:
+        """The gentle part of a stop: the exit code if the trainer has ended, or ends within
+        `grace_s` of a stop request written into `request_in` (a run directory); else None."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        if request_in is not None and is_run_dir(request_in):
+            write_stop_request(request_in, f"doctor-stop-{int(time.time() * 1000)}", finding_id)
+            try:
+                return self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        return None
+
     def stop(
         self,
         grace_s: float,
@@ -46,14 +61,9 @@ class TrainerProcess:
         """Stop the trainer and return its exit code. With `request_in` (a run directory), first
         ask it to stop at its next step boundary (it saves a checkpoint and exits 0), then
         SIGTERM the group, then SIGKILL it, each after `grace_s` seconds."""
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        if request_in is not None and is_run_dir(request_in):
-            write_stop_request(request_in, f"doctor-stop-{int(time.time() * 1000)}", finding_id)
-            try:
-                return self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
+        code = self.ask_to_stop(grace_s, request_in, finding_id)
+        if code is not None:
+            return code
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
             try:
                 os.killpg(self.proc.pid, sig)

@@ -12,9 +12,13 @@ rollback to a checkpoint from before the onset (under `hrm-doctor run --apply`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hrm_doctor._io import read_json
+from hrm_doctor.rundir import META_FILE
 
 # metric -> which way is better; the per-step mean over ranks is kept
 RECOVERY_METRICS: dict[str, str] = {"train/lm_loss": "lower", "train/accuracy": "higher"}
@@ -25,6 +29,11 @@ LOSS_TOLERANCE = 0.10  # a recovered loss is within 10 % of its level before the
 ACCURACY_TOLERANCE = 0.03  # ... and the accuracy within 3 points of its level
 MIN_SAMPLES = 5
 LEARNED_FALL = 0.05  # a run has learned something once its loss is 5 % below its first steps'
+
+
+def run_budget(run_dir: Path) -> int:
+    """`effect_budget` of the run in `run_dir` (its meta.json's total_steps)."""
+    return effect_budget((read_json(run_dir / META_FILE, default={}) or {}).get("total_steps"))
 
 
 def effect_budget(total_steps: Any) -> int:

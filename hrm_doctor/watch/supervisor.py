@@ -18,11 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hrm_doctor._io import read_json
 from hrm_doctor.overrides import merge_overrides, run_dir_of, with_overrides
 from hrm_doctor.rundir import (
     LINEAGE_FILE,
-    META_FILE,
     append_jsonl,
     checkpoints,
     live_findings,
@@ -32,7 +30,7 @@ from hrm_doctor.rundir import (
 from hrm_doctor.watch.daemon import Daemon
 from hrm_doctor.watch.patches import PatchManager
 from hrm_doctor.watch.process import TrainerProcess
-from hrm_doctor.watch.recovery import effect_budget, learned_by
+from hrm_doctor.watch.recovery import learned_by, run_budget
 
 # The trainer's telemetry writer flushes on exit: give its last frames a moment to land.
 _LAST_FLUSH_S = 0.3
@@ -160,8 +158,7 @@ class Supervisor:
         before its return would keep the damage."""
         if finding.category == "config":
             return finding.first_step
-        meta = read_json(self.run_dir / META_FILE, default={}) or {}
-        reach = 10 * effect_budget(meta.get("total_steps"))
+        reach = 10 * run_budget(self.run_dir)
         earlier = [
             int(f["first_step"])
             for f in live_findings(self.run_dir)
